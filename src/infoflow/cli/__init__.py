@@ -1,0 +1,61 @@
+"""The ``infoflow`` command.
+
+Each command lives in its own module of this package and registers itself on :data:`app`;
+errors of bad input (:class:`infoflow.errors.InfoflowError`) are printed as one clear line and
+exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import InfoflowError
+
+app = typer.Typer(
+    name="infoflow",
+    help="Information flow through U-Nets while they train (after Lee & Bajic, ISBI 2021).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Import for their side effect: each module adds its commands to `app`.
+    from . import train_cmd  # noqa: F401
+    for optional in ("estimate_cmd", "plot_cmd", "reproduce_cmd"):
+        try:
+            __import__(f"{__name__}.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{optional}":
+                raise
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except InfoflowError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        return 2
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        return 130
+    except SystemExit as exc:  # click's own usage errors
+        return int(exc.code or 0)
+    except Exception as exc:  # click.ClickException (usage errors) carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""``infoflow train`` and ``infoflow demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..config import RunConfig, apply_mi_preset
+from ..errors import ConfigError
+from . import app
+
+
+def parse_skips(text: str) -> tuple[bool, bool, bool, bool]:
+    """'1,0,1,1' or '1011' -> skip mask (1->20, 3->17, 5->14, 7->11)."""
+    bits = [c for c in text.replace(",", "").replace(" ", "")]
+    if len(bits) != 4 or any(b not in "01" for b in bits):
+        raise ConfigError(f"--skips takes four 0/1 flags for 1->20, 3->17, 5->14, 7->11 (e.g. 1,1,0,1), got {text!r}")
+    return tuple(b == "1" for b in bits)  # type: ignore[return-value]
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """--set section.field=value (value parsed as JSON when it can be)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set takes section.field=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise ConfigError(f"{option} takes positive numbers, got {text!r}")
+    return vals
+
+
+def build_config(*, base: RunConfig | None = None, data: str | None = None, test_data: str | None = None,
+                 model: int | None = None, skips: str | None = None, size: int | None = None,
+                 width: int | None = None, optimizer: str | None = None, lr: float | None = None,
+                 batch: int | None = None, epochs: int | None = None, schedule: str | None = None,
+                 seed: int | None = None, device: str | None = None, mi: bool | None = None,
+                 preset: str | None = None, noise_var: str | None = None, bin_size: str | None = None,
+                 probe: str | None = None, limit: int | None = None, name: str | None = None,
+                 sets: list[str] | None = None) -> RunConfig:
+    cfg = base or RunConfig()
+    o: dict[str, Any] = {}
+    pairs = [("data.source", data), ("data.test_source", test_data), ("data.size", size), ("data.limit", limit),
+             ("model.width", width), ("train.optimizer", optimizer), ("train.lr", lr),
+             ("train.batch_size", batch), ("train.epochs", epochs), ("train.schedule", schedule),
+             ("train.seed", seed), ("train.device", device), ("mi.enabled", mi), ("mi.probe", probe),
+             ("name", name)]
+    for key, value in pairs:
+        if value is not None:
+            o[key] = value
+    if model is not None:
+        o["model.model"] = model
+        o["model.skips"] = None
+    if skips is not None:
+        o["model.skips"] = parse_skips(skips)
+    cfg = cfg.override(**o)
+    if preset is not None:
+        cfg.mi = apply_mi_preset(cfg.mi, preset)
+    extra: dict[str, Any] = {}
+    if noise_var is not None:
+        extra["mi.noise_var"] = floats(noise_var, "--noise-var")
+    if bin_size is not None:
+        extra["mi.bin_size"] = floats(bin_size, "--bin-size")
+    extra.update(parse_set(sets or []))
+    return cfg.override(**extra) if extra else cfg
+
+
+@app.command("train")
+def train_command(
+    data: str = typer.Option("synthetic", "--data", help="'synthetic', a DSB 2018 folder or zip, or a folder holding stage1_train.zip and stage1_test.zip"),
+    test_data: Optional[str] = typer.Option(None, "--test-data", help="test split folder/zip (default: stage1_test.zip beside, or a seeded split)"),
+    model: Optional[int] = typer.Option(None, "--model", "-m", help="the paper's Model 1-4 (default 1)"),
+    skips: Optional[str] = typer.Option(None, "--skips", help="skip mask for 1->20,3->17,5->14,7->11, e.g. 1,1,0,1"),
+    size: Optional[int] = typer.Option(None, "--size", "-S", help="input size S (default 128)"),
+    width: Optional[int] = typer.Option(None, "--width", "-w", help="base width w (default 16)"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (paper) or adam"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 0.001)"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="batch size (default 16)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="epochs (default 20)"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="logged epochs: code, log or all"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed (default 0)"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N samples of each split"),
+    mi: Optional[bool] = typer.Option(None, "--mi/--no-mi", help="estimate MI at logged epochs (default on)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="MI settings: 'code' (s2 0.2, bin 0.1) or 'paper' (s2 1.0, bin 0.2)"),
+    noise_var: Optional[str] = typer.Option(None, "--noise-var", help="KDE noise variance(s), comma-separated"),
+    bin_size: Optional[str] = typer.Option(None, "--bin-size", help="binning bin size(s), comma-separated"),
+    probe: Optional[str] = typer.Option(None, "--probe", help="probe set: train, test or all"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a config.json to start from"),
+    sets: list[str] = typer.Option([], "--set", help="any setting, e.g. --set train.momentum=0.9"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="also log to TensorBoard in RUN/tensorboard"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<name>)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="resume the run in this directory from its last checkpoint"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train a U-Net and record MI of every layer at logged epochs into a run directory."""
+    from ..train import train
+
+    if resume is not None:
+        run = train(RunConfig(), resume, resume=True, progress=not quiet, **_tb(tensorboard))
+        typer.echo(f"run finished: {run.path}")
+        return
+    base = None
+    if config is not None:
+        try:
+            doc = json.loads(Path(config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--config {config}: {exc}") from None
+        doc.pop("_meta", None)
+        base = RunConfig.from_dict(doc)
+    cfg = build_config(base=base, data=data, test_data=test_data, model=model, skips=skips, size=size, width=width,
+                       optimizer=optimizer, lr=lr, batch=batch, epochs=epochs, schedule=schedule, seed=seed,
+                       device=device, mi=mi, preset=preset, noise_var=noise_var, bin_size=bin_size, probe=probe,
+                       limit=limit, sets=sets)
+    out = out or Path("runs") / cfg.name
+    run = train(cfg, out, progress=not quiet, **_tb(tensorboard))
+    typer.echo(f"run written to {run.path}")
+
+
+def _tb(enabled: bool) -> dict[str, Any]:
+    if not enabled:
+        return {}
+    from ..tensorboard import TensorBoardLogger  # issue: figures and report
+
+    return {"callbacks": [TensorBoardLogger.callback]}
+
+
+#: The demo: synthetic nuclei, a small U-Net, a minute on two CPU cores.
+DEMO_OVERRIDES: dict[str, Any] = {
+    "name": "demo",
+    "data.source": "synthetic", "data.size": 64, "data.n_synthetic": 160,
+    "model.width": 8, "train.optimizer": "adam", "train.lr": 1e-3, "train.epochs": 30,
+    "train.schedule": "code", "mi.labels": ("kmeans", "coarse"), "mi.kmeans_k": 16,
+}
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("demo-run"), "--out", "-o", help="run directory"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="epochs (default 30)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train Model 1 on synthetic nuclei (S=64, w=8, Adam) with MI at logged epochs; then figures and report."""
+    import shutil
+
+    from ..train import train
+
+    cfg = RunConfig().override(**DEMO_OVERRIDES)
+    if epochs is not None:
+        cfg = cfg.override(**{"train.epochs": epochs})
+    if out.exists() and (out / "config.json").exists():
+        shutil.rmtree(out)
+    run = train(cfg, out, progress=not quiet)
+    metrics = run.read_metrics()
+    last = metrics.iloc[-1]
+    typer.echo(f"demo run written to {run.path}: {int(last['epoch'])} epochs, "
+               f"validation Dice {last['dice_val']:.3f}")
+    try:
+        from .plot_cmd import finish_run
+    except ModuleNotFoundError:
+        return
+    finish_run(run)

@@ -1,0 +1,161 @@
+"""Typed configuration of a run.
+
+Every field has a comment saying what it is and where its default comes from. The resolved
+config of a run is written into the run directory as ``config.json`` (see :mod:`infoflow.runs`)
+and read back with :func:`RunConfig.from_dict`, so a run can be resumed or re-estimated from it.
+
+Defaults follow the *code* of Lee & Bajic (2021) where the paper's text and its code disagree
+(methods.md); the paper text's values are available as named presets (:data:`MI_PRESETS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"  # "synthetic", a DSB 2018 stage-1 folder, or a zip (stage1_train.zip)
+    test_source: str | None = None  # second folder/zip for the test split (stage1_test.zip); None: split `source`
+    size: int = 128  # S: images and masks are resized to S x S (paper: 128)
+    mask_rule: str = "code"  # "code": skimage anti-aliased resize, > 0 is foreground (the paper's code); "linear": bilinear, > 0.5
+    val_fraction: float = 0.1  # fraction held out when `test_source` is None (seeded split)
+    split_seed: int = 0  # seed of that split
+    limit: int | None = None  # keep only the first `limit` samples of each split (sorted ids); None: all
+    n_synthetic: int = 160  # synthetic images generated when source == "synthetic" (train + test)
+    synthetic_seed: int = 0  # seed of the synthetic generator
+    cache_dir: str | None = None  # preprocessing cache; None: $INFOFLOW_CACHE or ~/.cache/infoflow
+    max_pixels: int = 40_000_000  # refuse images above this many pixels (decompression bombs)
+
+
+@dataclass
+class ModelConfig:
+    model: int | None = 1  # paper's Model 1-4 (1: all skips; 2: no 1->20; 3: no 1->20, 3->17; 4: also no 5->14)
+    skips: tuple[bool, bool, bool, bool] | None = None  # explicit skip mask (1->20, 3->17, 5->14, 7->11); overrides `model`
+    width: int = 16  # w: channels of the first level (paper: 16, giving 1,941,105 parameters)
+    in_channels: int = 3  # RGB input (grey images are repeated to 3 channels)
+
+    def skip_mask(self) -> tuple[bool, bool, bool, bool]:
+        from .models.unet import skips_for_model
+
+        if self.skips is not None:
+            if len(self.skips) != 4:
+                raise ConfigError(f"model.skips must have 4 entries (1->20, 3->17, 5->14, 7->11), got {self.skips!r}")
+            return tuple(bool(s) for s in self.skips)  # type: ignore[return-value]
+        if self.model is None:
+            raise ConfigError("set model.model (1-4) or model.skips")
+        return skips_for_model(self.model)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20  # epochs to train (paper: 10,000, a GPU job)
+    optimizer: str = "sgd"  # "sgd" (paper) or "adam"
+    lr: float = 1e-3  # learning rate (paper: 0.001)
+    momentum: float = 0.0  # SGD momentum (paper: none)
+    batch_size: int = 16  # mini-batch size (paper: 16)
+    schedule: str = "code"  # logged epochs: "code" (the paper code's), "log" (log-spaced), "all" (every epoch)
+    log_points: int = 30  # number of logged epochs for schedule "log"
+    seed: int = 0  # seed of initialisation and shuffling
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    channels_last: bool = True  # NHWC memory format: 20-25% faster on CPU
+    checkpoint_every: int = 1  # write a checkpoint every k epochs (and at logged epochs and the end)
+    num_threads: int | None = None  # torch intra-op threads; None: torch's default
+    n_predictions: int = 4  # fixed validation images whose predicted masks are stored at logged epochs
+
+
+@dataclass
+class MIConfig:
+    enabled: bool = True  # estimate MI at logged epochs
+    probe: str = "train"  # probe set: "train" (K-means analysis, 605 images), "test", or "all" (coarsening analysis, 670)
+    probe_limit: int | None = None  # use only the first n probe samples; None: all
+    noise_var: tuple[float, ...] = (0.2,)  # KDE noise variance(s) s2 (code: 0.2; paper text: 1.0)
+    bin_size: tuple[float, ...] = (0.1,)  # binning bin size(s) (code: 0.1; paper text: 0.2)
+    labels: tuple[str, ...] = ("kmeans", "coarse")  # output classes Y: "kmeans" and/or "coarse"
+    kmeans_k: int = 64  # K of K-means (paper: 64)
+    kmeans_seed: int = 0  # K-means seed
+    coarse_grid: int = 4  # coarsening grid: grid x grid blocks (paper: 4, i.e. 32 x 32 blocks at S = 128)
+    coarse_threshold: float | None = None  # pixels per block above which a block is 1; None: block area / 16 (64 at S=128)
+    renyi_alpha: float = 1.01  # alpha of the matrix-based Renyi estimator
+    estimators: tuple[str, ...] = ("kde", "bin", "renyi")  # which estimators to run online
+    memory_budget_gb: float = 3.0  # activations held at once while building distance matrices
+    batch_size: int = 32  # probe forward batch size
+    store_matrices: bool = True  # keep distance matrices in the run (needed by `infoflow estimate`)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mi: MIConfig = field(default_factory=MIConfig)
+    name: str = "run"  # human-readable name, shown in figures and the report
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return _from_dict(cls, d, "")
+
+    def override(self, **dotted: Any) -> "RunConfig":
+        """Return a copy with dotted overrides applied, e.g. ``override(**{"train.lr": 0.01})``."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            parts = key.split(".")
+            node = d
+            for p in parts[:-1]:
+                if p not in node or not isinstance(node[p], dict):
+                    raise ConfigError(f"unknown setting {key!r}")
+                node = node[p]
+            if parts[-1] not in node:
+                raise ConfigError(f"unknown setting {key!r}")
+            if isinstance(node[parts[-1]], dict) and not isinstance(value, dict):
+                raise ConfigError(f"setting {key!r} is a section: set one of its fields, e.g. {key}.<field>=...")
+            node[parts[-1]] = value
+        return RunConfig.from_dict(d)
+
+
+def _from_dict(cls: type, d: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"setting {prefix.rstrip('.') or 'config'} must be a mapping, got {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(prefix + u for u in sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in d:
+            continue
+        value = d[name]
+        sub = _SECTIONS.get(name) if cls is RunConfig else None
+        if sub is not None:
+            value = _from_dict(sub, value, prefix + name + ".")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mi": MIConfig}
+
+# Named settings of the estimators: the paper's code (default) and the paper's text.
+MI_PRESETS: dict[str, dict[str, Any]] = {
+    "code": {"noise_var": (0.2,), "bin_size": (0.1,), "probe": "train", "kmeans_k": 64},
+    "paper": {"noise_var": (1.0,), "bin_size": (0.2,), "probe": "train", "kmeans_k": 64},
+}
+
+
+def apply_mi_preset(mi: MIConfig, name: str) -> MIConfig:
+    if name not in MI_PRESETS:
+        raise ConfigError(f"unknown MI preset {name!r}; choose one of {', '.join(MI_PRESETS)}")
+    return dataclasses.replace(mi, **MI_PRESETS[name])

@@ -1,0 +1,475 @@
+"""Reader of the DSB 2018 stage-1 layout (a folder or a zip, read in place) and its preprocessing.
+
+Layout (Kaggle / BBBC038v1)::
+
+    <id>/images/<id>.png        RGBA, RGB or grey PNG
+    <id>/masks/<mask-id>.png    one binary PNG (0/255) per nucleus
+
+A zip may also hold everything under one top-level folder (``stage1_train/<id>/...``). Zip
+members are read with :mod:`zipfile` in place (never extracted); a member whose name is absolute
+or contains ``..`` is refused. Samples are returned in sorted-id order.
+
+Preprocessing (docs: methods.md section 1), per rule:
+
+- ``"code"`` (the paper's code, the default): the image (alpha dropped, grey repeated to 3
+  channels, uint8) goes through ``skimage.transform.resize(img, (S, S), mode='constant',
+  preserve_range=True)`` (which, when downsampling, first applies a Gaussian anti-aliasing filter
+  with sigma ``(factor - 1) / 2`` and zero padding), is truncated to uint8 like the code's uint8
+  array, then divided by 255. Each instance mask would be resized the same way and every pixel
+  > 0 of any of them is foreground. The filter and the interpolation are linear with non-negative
+  weights, so ``union_k(resize(m_k) > 0) == resize(union_k m_k) > 0``: one resize of the union
+  mask gives the same labels (checked exactly on real samples by the tests) and is much faster
+  than one resize per nucleus (up to 375 per image). The anti-aliasing dilates the nuclei: over
+  the first 40 training samples at S = 128 the foreground fraction is 0.240.
+- ``"linear"``: bilinear interpolation without anti-aliasing (pixel-centre aligned, edge
+  padding) for the image (scaled to [0, 1]) and for the union mask (values in [0, 1]), which is
+  then thresholded at > 0.5 (foreground fraction 0.137 over those 40 samples; 0.141 at full
+  resolution).
+
+16-bit grey PNGs are scaled to 8 bits (``round(v / 257)``) before the rules above.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from .arrays import SegArrays
+
+MASK_RULES = ("code", "linear")
+DEFAULT_MAX_PIXELS = 40_000_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IGNORED_TOP = {"__MACOSX"}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+# -- sources: a folder or a zip ----------------------------------------------------------------
+
+
+class _Source:
+    """Uniform access to the files of a folder or a zip, by relative posix path."""
+
+    path: Path
+
+    def files(self) -> list[str]:  # relative posix paths of regular files
+        raise NotImplementedError
+
+    def read(self, rel: str) -> bytes:
+        raise NotImplementedError
+
+    def where(self, rel: str) -> str:
+        """How to name a file in messages."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _ZipSource(_Source):
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable zip file ({e})") from None
+        names: list[str] = []
+        for info in self.zf.infolist():
+            name = info.filename
+            _check_member_name(path, name)
+            if not info.is_dir():
+                names.append(name)
+        self._names = names
+
+    def files(self) -> list[str]:
+        return list(self._names)
+
+    def read(self, rel: str) -> bytes:
+        try:
+            return self.zf.read(rel)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
+            raise DataError(f"{self.where(rel)}: cannot read the zip member ({e})") from None
+
+    def where(self, rel: str) -> str:
+        return f"{self.path}:{rel}"
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+class _DirSource(_Source):
+    MAX_DEPTH = 4  # [top/]<id>/images/<file>: deeper files are not part of the layout
+
+    def __init__(self, path: Path):
+        self.path = path
+        names: list[str] = []
+        root = str(path)
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = os.path.relpath(dirpath, root)
+            depth = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _IGNORED_TOP)
+            if depth + 1 >= self.MAX_DEPTH:
+                dirnames[:] = []
+            for f in filenames:
+                rel = f if rel_dir == "." else f"{rel_dir}/{f}"
+                names.append(rel.replace(os.sep, "/"))
+        self._names = names
+
+    def files(self) -> list[str]:
+        return list(self._names)
+
+    def read(self, rel: str) -> bytes:
+        p = self.path / rel
+        try:
+            return p.read_bytes()
+        except OSError as e:
+            raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
+
+    def where(self, rel: str) -> str:
+        return str(self.path / rel)
+
+
+def _check_member_name(zpath: Path, name: str) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or _DRIVE.match(name) or ".." in parts or "\x00" in name:
+        raise DataError(f"{zpath}: member {name!r} escapes the layout (absolute path or '..'); refusing the zip")
+
+
+def _open_source(path: str | os.PathLike) -> _Source:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder")
+    if p.is_dir():
+        return _DirSource(p)
+    if p.suffix.lower() == ".zip" or zipfile.is_zipfile(p):
+        return _ZipSource(p)
+    raise DataError(f"{p}: neither a folder nor a .zip with the DSB 2018 layout <id>/images/<id>.png, <id>/masks/*.png")
+
+
+# -- layout ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    image: str  # relative path of the image in the source
+    masks: tuple[str, ...]  # relative paths of the instance masks
+
+
+def _scan(src: _Source) -> list[Sample]:
+    """The samples of a source, sorted by id; DataError when the layout is absent or broken."""
+    files = [f for f in src.files() if not _ignored(f)]
+    if not files:
+        raise DataError(f"{src.path}: empty data set (no files)")
+    prefix = _layout_prefix(files)
+    if prefix is None:
+        raise DataError(
+            f"{src.path}: no DSB 2018 layout found (expected <id>/images/<id>.png and <id>/masks/*.png, "
+            f"optionally under one top-level folder); first entries: {', '.join(sorted(files)[:3])}"
+        )
+    n = len(prefix)
+    groups: dict[str, dict[str, list[str]]] = {}
+    for f in files:
+        parts = f.split("/")
+        if parts[:n] != prefix or len(parts) < n + 2:
+            continue  # top-level files (README, ...) are not samples
+        sid, sub = parts[n], parts[n + 1]
+        g = groups.setdefault(sid, {"images": [], "masks": [], "other": []})
+        if len(parts) == n + 3 and sub in ("images", "masks"):
+            g[sub].append(f)
+        else:
+            g["other"].append(f)
+    samples: list[Sample] = []
+    for sid in sorted(groups):
+        g = groups[sid]
+        where = src.where("/".join(prefix + [sid]))
+        pngs = sorted(f for f in g["images"] if f.lower().endswith(".png"))
+        if not pngs:
+            raise DataError(f"{where}: sample without images/{sid}.png (no images/ folder with a PNG)")
+        own = [f for f in pngs if f.split("/")[-1] == f"{sid}.png"]
+        if own:
+            image = own[0]
+        elif len(pngs) == 1:
+            image = pngs[0]
+        else:
+            raise DataError(f"{where}: images/ holds {len(pngs)} PNGs and none is {sid}.png")
+        masks = tuple(sorted(f for f in g["masks"] if f.lower().endswith(".png")))
+        if not masks:
+            raise DataError(f"{where}: sample without masks (no masks/*.png)")
+        samples.append(Sample(sid, image, masks))
+    if not samples:
+        raise DataError(f"{src.path}: empty data set (no samples)")
+    return samples
+
+
+def _ignored(rel: str) -> bool:
+    parts = rel.split("/")
+    return parts[0] in _IGNORED_TOP or any(p.startswith(".") for p in parts)
+
+
+def _layout_prefix(files: Sequence[str]) -> list[str] | None:
+    """[] when samples are at the top, [top] when under a single top-level folder, else None."""
+
+    def has_layout(depth: int) -> bool:
+        for f in files:
+            parts = f.split("/")
+            if len(parts) == depth + 3 and parts[depth + 1] in ("images", "masks"):
+                return True
+        return False
+
+    if has_layout(0):
+        return []
+    tops = {f.split("/")[0] for f in files if "/" in f}
+    if len(tops) == 1 and has_layout(1):
+        return [next(iter(tops))]
+    return None
+
+
+def list_ids(path: str | os.PathLike) -> list[str]:
+    """Sorted sample ids of a DSB folder or zip (reads the listing only, not the pixels)."""
+    src = _open_source(path)
+    try:
+        return [s.id for s in _scan(src)]
+    finally:
+        src.close()
+
+
+# -- PNG decoding ------------------------------------------------------------------------------
+
+
+def png_size(data: bytes, where: str) -> tuple[int, int]:
+    """(width, height) from the PNG header, without decoding pixels."""
+    if len(data) < 24 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise DataError(f"{where}: not a PNG file (bad signature or header)")
+    w, h = struct.unpack(">II", data[16:24])
+    if w == 0 or h == 0:
+        raise DataError(f"{where}: PNG header gives an empty image ({w} x {h})")
+    return w, h
+
+
+def decode_png(data: bytes, where: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a PNG after checking its header size against ``max_pixels``; errors -> DataError."""
+    w, h = png_size(data, where)
+    if max_pixels is not None and w * h > max_pixels:
+        raise DataError(
+            f"{where}: image of {w} x {h} = {w * h:,} pixels is above max_pixels={max_pixels:,} "
+            "(possible decompression bomb); refusing to decode"
+        )
+    try:
+        im = Image.open(io.BytesIO(data), formats=["PNG"])
+        im.load()
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{where}: refused by Pillow as a decompression bomb ({e})") from None
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, zlib.error, ...
+        raise DataError(f"{where}: PNG does not decode ({type(e).__name__}: {e})") from None
+    return im
+
+
+def image_to_rgb_uint8(im: Image.Image, where: str) -> np.ndarray:
+    """(H, W, 3) uint8: alpha dropped, grey repeated to 3 channels, 16-bit scaled to 8."""
+    mode = im.mode
+    if mode in ("RGB", "RGBA", "RGBX", "RGBa"):
+        a = np.asarray(im)[..., :3]
+    elif mode in ("L", "LA", "La"):
+        g = np.asarray(im.getchannel(0) if mode != "L" else im)
+        a = np.repeat(g[..., None], 3, axis=2)
+    elif mode == "1":
+        g = np.asarray(im, dtype=np.uint8) * 255
+        a = np.repeat(g[..., None], 3, axis=2)
+    elif mode.startswith("I"):
+        g = np.asarray(im).astype(np.float64)
+        g = np.clip(np.rint(g / 257.0), 0, 255).astype(np.uint8)
+        a = np.repeat(g[..., None], 3, axis=2)
+    elif mode in ("P", "PA"):
+        a = np.asarray(im.convert("RGB"))
+    else:
+        raise DataError(f"{where}: unsupported PNG pixel mode {mode!r}")
+    return np.ascontiguousarray(a, dtype=np.uint8)
+
+
+def mask_to_bool(im: Image.Image, where: str) -> np.ndarray:
+    """(H, W) bool: a pixel is part of the nucleus when it is non-zero (any colour channel)."""
+    mode = im.mode
+    if mode in ("L", "1", "P") or mode.startswith("I"):
+        return np.asarray(im) != 0
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel(0)) != 0
+    if mode in ("RGB", "RGBA", "RGBX", "RGBa"):
+        return (np.asarray(im)[..., :3] != 0).any(axis=2)
+    raise DataError(f"{where}: unsupported mask PNG pixel mode {mode!r}")
+
+
+# -- preprocessing -----------------------------------------------------------------------------
+
+
+def check_rule(mask_rule: str) -> str:
+    if mask_rule not in MASK_RULES:
+        raise DataError(f"unknown mask rule {mask_rule!r}; choose one of {', '.join(MASK_RULES)}")
+    return mask_rule
+
+
+def preprocess_image(rgb: np.ndarray, size: int, rule: str) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, S, S) float32 in [0, 1] by ``rule``."""
+    from skimage.transform import resize
+
+    if rule == "code":
+        out = resize(rgb, (size, size), mode="constant", preserve_range=True)
+        u8 = out.astype(np.uint8)  # the code's uint8 array: truncation
+        img = u8.astype(np.float32) / np.float32(255.0)
+    else:
+        out = resize(rgb, (size, size), order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+        img = np.clip(out / 255.0, 0.0, 1.0).astype(np.float32)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def preprocess_mask(union: np.ndarray, size: int, rule: str) -> np.ndarray:
+    """(H, W) bool union of the instance masks -> (S, S) float32 exactly 0/1 by ``rule``."""
+    from skimage.transform import resize
+
+    if rule == "code":
+        out = resize(union.astype(np.uint8) * np.uint8(255), (size, size), mode="constant", preserve_range=True)
+        m = out > 0
+    else:
+        out = resize(union.astype(np.float64), (size, size), order=1, mode="edge", anti_aliasing=False)
+        m = out > 0.5
+    return m.astype(np.float32)
+
+
+def code_mask_per_instance(instances: Iterable[np.ndarray], size: int) -> np.ndarray:
+    """The paper code's literal mask loop (one resize per nucleus, union of > 0); slow, for tests."""
+    from skimage.transform import resize
+
+    acc = np.zeros((size, size), dtype=bool)
+    for m in instances:
+        r = resize(m, (size, size), mode="constant", preserve_range=True)
+        acc |= r > 0
+    return acc.astype(np.float32)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _load_sample(src: _Source, s: Sample, size: int, rule: str, max_pixels: int):
+    where = src.where(s.image)
+    im = decode_png(src.read(s.image), where, max_pixels=max_pixels)
+    rgb = image_to_rgb_uint8(im, where)
+    del im
+    h, w = rgb.shape[:2]
+    union = np.zeros((h, w), dtype=bool)
+    for mrel in s.masks:
+        mwhere = src.where(mrel)
+        m = mask_to_bool(decode_png(src.read(mrel), mwhere, max_pixels=max_pixels), mwhere)
+        if m.shape != (h, w):
+            raise DataError(
+                f"{mwhere}: mask size {m.shape[1]} x {m.shape[0]} differs from its image "
+                f"{s.image.split('/')[-1]} ({w} x {h})"
+            )
+        union |= m
+    return preprocess_image(rgb, size, rule), preprocess_mask(union, size, rule)
+
+
+def read_dsb(
+    path: str | os.PathLike,
+    *,
+    size: int = 128,
+    mask_rule: str = "code",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = True,
+    ids: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> SegArrays:
+    """Read and preprocess a DSB 2018 stage-1 folder or zip into :class:`SegArrays`.
+
+    ``ids``: read only these samples (in sorted order); None: all. ``workers``: decoding threads
+    (PNG and zlib decoding release the GIL); None: up to 4, bounded by the CPU count.
+    """
+    check_rule(mask_rule)
+    size = int(size)
+    if size < 1:
+        raise DataError(f"size must be >= 1, got {size}")
+    src = _open_source(path)
+    try:
+        samples = _scan(src)
+        if ids is not None:
+            want = set(ids)
+            known = {s.id for s in samples}
+            missing = sorted(want - known)
+            if missing:
+                raise DataError(f"{src.path}: no sample(s) {', '.join(missing[:5])}")
+            samples = [s for s in samples if s.id in want]
+            if not samples:
+                raise DataError(f"{src.path}: empty data set (no ids requested)")
+        n = len(samples)
+        images = np.empty((n, 3, size, size), dtype=np.float32)
+        masks = np.empty((n, 1, size, size), dtype=np.float32)
+        if workers is None:
+            workers = max(1, min(4, os.cpu_count() or 1))
+
+        def job(i: int) -> int:
+            images[i], masks[i, 0] = _load_sample(src, samples[i], size, mask_rule, max_pixels)
+            return i
+
+        with _progress(progress, f"reading {src.path.name} ({n} samples, S={size}, {mask_rule} rule)", n) as advance:
+            if workers <= 1:
+                for i in range(n):
+                    job(i)
+                    advance()
+            else:
+                ex = ThreadPoolExecutor(max_workers=workers)
+                try:
+                    for _ in ex.map(job, range(n)):
+                        advance()
+                finally:
+                    ex.shutdown(wait=True, cancel_futures=True)
+    finally:
+        src.close()
+    meta = {
+        "kind": "dsb2018",
+        "size": size,
+        "mask_rule": mask_rule,
+        "image_rule": mask_rule,
+        "path": str(Path(path)),
+    }
+    return SegArrays(images=images, masks=masks, ids=[s.id for s in samples], source=str(Path(path)), meta=meta)
+
+
+class _progress:
+    """Context manager yielding an ``advance()`` callable: a rich progress bar, or nothing."""
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        self.enabled, self.description, self.total = enabled, description, total
+        self._p = None
+
+    def __enter__(self) -> Callable[[], None]:
+        if not self.enabled:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._p.__enter__()
+        task = self._p.add_task(self.description, total=self.total)
+        p = self._p
+        return lambda: p.advance(task)
+
+    def __exit__(self, *exc) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)

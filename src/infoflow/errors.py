@@ -1,0 +1,23 @@
+"""Exceptions raised for bad input. Each message names the file, setting or value at fault."""
+
+from __future__ import annotations
+
+
+class InfoflowError(ValueError):
+    """Base class: a user-facing error with a message that says what is wrong and where."""
+
+
+class DataError(InfoflowError):
+    """A data source (folder, zip, PNG, mask) is missing or malformed."""
+
+
+class ConfigError(InfoflowError):
+    """A setting has a value the tool cannot use."""
+
+
+class RunError(InfoflowError):
+    """A run directory is missing, incomplete or inconsistent."""
+
+
+class ProbeError(InfoflowError):
+    """Activation capture failed (for example a requested layer produced nothing)."""

@@ -1,0 +1,181 @@
+"""The 23-layer U-Net of Lee & Bajic (2021), after Ronneberger et al. (2015), at S x S inputs.
+
+Encoder: four levels of two 3x3 conv + ReLU (widths w, 2w, 4w, 8w), each followed by 2x2
+max-pooling; a bottleneck of two 3x3 conv + ReLU at 16w; a decoder of four levels, each a 2x2
+transposed conv (stride 2, no activation), a concatenation with the encoder level's output
+(the skip, which may be switched off), and two 3x3 conv + ReLU; a 1x1 conv + sigmoid output.
+Same padding everywhere. With ``width=16`` and all skips this is the paper's Model 1, with
+exactly 1,941,105 parameters like the original Keras model.
+
+The 23 probe layers are the layers with weights in forward order (methods.md section 2); each
+probe module's output is the layer's activation *after* its own activation function, so hooks
+on :func:`probe_modules` see what the paper analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+#: Stable names of the 23 probe layers, in forward order (index = position).
+PROBE_LAYERS: tuple[str, ...] = (
+    "enc1.conv_a", "enc1.conv_b",  # 0, 1
+    "enc2.conv_a", "enc2.conv_b",  # 2, 3
+    "enc3.conv_a", "enc3.conv_b",  # 4, 5
+    "enc4.conv_a", "enc4.conv_b",  # 6, 7
+    "bottleneck.conv_a", "bottleneck.conv_b",  # 8, 9
+    "up4", "dec4.conv_a", "dec4.conv_b",  # 10, 11 (merge), 12
+    "up3", "dec3.conv_a", "dec3.conv_b",  # 13, 14 (merge), 15
+    "up2", "dec2.conv_a", "dec2.conv_b",  # 16, 17 (merge), 18
+    "up1", "dec1.conv_a", "dec1.conv_b",  # 19, 20 (merge), 21
+    "out",  # 22 (sigmoid)
+)
+
+#: Skip connections as (source layer, merge layer), top level first: 1->20, 3->17, 5->14, 7->11.
+SKIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 20), (3, 17), (5, 14), (7, 11))
+
+#: Merge layers (the first conv after each concatenation), in forward order.
+MERGE_LAYERS: tuple[int, ...] = (11, 14, 17, 20)
+
+#: Skip masks (1->20, 3->17, 5->14, 7->11) of the paper's Models 1-4.
+MODEL_SKIPS: dict[int, tuple[bool, bool, bool, bool]] = {
+    1: (True, True, True, True),
+    2: (False, True, True, True),
+    3: (False, False, True, True),
+    4: (False, False, False, True),
+}
+
+
+def skips_for_model(number: int) -> tuple[bool, bool, bool, bool]:
+    """Skip mask of the paper's Model ``number`` (1-4)."""
+    if number not in MODEL_SKIPS:
+        raise ConfigError(f"model number must be 1, 2, 3 or 4 (the paper's Models 1-4), got {number!r}")
+    return MODEL_SKIPS[number]
+
+
+class ConvReLU(nn.Sequential):
+    """3x3 same-padded convolution followed by ReLU: one probe layer."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.ReLU(inplace=False))
+
+
+class TwoConv(nn.Module):
+    """Two ConvReLU layers (probe layers ``conv_a`` and ``conv_b``)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv_a = ConvReLU(in_ch, out_ch)
+        self.conv_b = ConvReLU(out_ch, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_b(self.conv_a(x))
+
+
+class UpCat(nn.Module):
+    """Decoder level: 2x2 transposed conv (no activation), concatenation with the skip, TwoConv.
+
+    The transposed conv is not part of this module (it is its own probe layer, ``upK``); this
+    module merges and convolves. ``skip`` may be None when the skip connection is removed:
+    the merge conv then takes only the upsampled tensor.
+    """
+
+    def __init__(self, up_ch: int, skip_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv_a = ConvReLU(up_ch + skip_ch, out_ch)  # the merge layer
+        self.conv_b = ConvReLU(out_ch, out_ch)
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        x = up if skip is None else torch.cat([up, skip], dim=1)  # Keras order: [upsampled, skip]
+        return self.conv_b(self.conv_a(x))
+
+
+class UNet(nn.Module):
+    """U-Net with switchable skip connections.
+
+    Args:
+        width: channels of the first level ``w`` (paper: 16).
+        in_channels: input channels (3).
+        skips: which skips are on, ordered (1->20, 3->17, 5->14, 7->11).
+
+    ``forward`` returns the sigmoid probabilities, shape (B, 1, S, S); S must be divisible by 16.
+    """
+
+    def __init__(self, width: int = 16, in_channels: int = 3, skips: Sequence[bool] = (True,) * 4) -> None:
+        super().__init__()
+        if len(skips) != 4:
+            raise ConfigError(f"skips must have 4 entries (1->20, 3->17, 5->14, 7->11), got {skips!r}")
+        if width < 1:
+            raise ConfigError(f"width must be a positive integer, got {width!r}")
+        self.width = int(width)
+        self.skips = tuple(bool(s) for s in skips)
+        w = self.width
+        s1, s2, s3, s4 = self.skips  # into dec1 (from enc1), dec2 (enc2), dec3 (enc3), dec4 (enc4)
+
+        self.enc1 = TwoConv(in_channels, w)
+        self.enc2 = TwoConv(w, 2 * w)
+        self.enc3 = TwoConv(2 * w, 4 * w)
+        self.enc4 = TwoConv(4 * w, 8 * w)
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = TwoConv(8 * w, 16 * w)
+
+        self.up4 = nn.ConvTranspose2d(16 * w, 8 * w, kernel_size=2, stride=2)
+        self.dec4 = UpCat(8 * w, 8 * w if s4 else 0, 8 * w)
+        self.up3 = nn.ConvTranspose2d(8 * w, 4 * w, kernel_size=2, stride=2)
+        self.dec3 = UpCat(4 * w, 4 * w if s3 else 0, 4 * w)
+        self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, kernel_size=2, stride=2)
+        self.dec2 = UpCat(2 * w, 2 * w if s2 else 0, 2 * w)
+        self.up1 = nn.ConvTranspose2d(2 * w, w, kernel_size=2, stride=2)
+        self.dec1 = UpCat(w, w if s1 else 0, w)
+
+        self.out = nn.Sequential(nn.Conv2d(w, 1, kernel_size=1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s1, s2, s3, s4 = self.skips
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        e4 = self.enc4(self.pool(e3))
+        b = self.bottleneck(self.pool(e4))
+
+        d4 = self.dec4(self.up4(b), e4 if s4 else None)
+        d3 = self.dec3(self.up3(d4), e3 if s3 else None)
+        d2 = self.dec2(self.up2(d3), e2 if s2 else None)
+        d1 = self.dec1(self.up1(d2), e1 if s1 else None)
+        return self.out(d1)
+
+    # -- probing ----------------------------------------------------------------------------
+    def probe_modules(self) -> list[tuple[str, nn.Module]]:
+        """The 23 probe layers as (stable name, module), in forward order."""
+        return [(name, self._module_for(name)) for name in PROBE_LAYERS]
+
+    def _module_for(self, name: str) -> nn.Module:
+        if name == "out" or name.startswith("up"):
+            return getattr(self, name)
+        block, conv = name.split(".")
+        return getattr(getattr(self, block), conv)
+
+    @property
+    def skip_pairs(self) -> tuple[tuple[int, int], ...]:
+        """Skip connections present in this model, as (source layer, merge layer)."""
+        return tuple(pair for pair, on in zip(SKIP_PAIRS, self.skips) if on)
+
+    @property
+    def merge_layers(self) -> tuple[int, ...]:
+        """Merge layers that actually merge two streams in this model (forward order)."""
+        return tuple(sorted(m for _, m in self.skip_pairs))
+
+
+def build_model(*, model: int | None = 1, skips: Sequence[bool] | None = None, width: int = 16,
+                in_channels: int = 3) -> UNet:
+    """The paper's Model ``model`` (1-4), or an explicit skip mask, at base width ``width``."""
+    mask = tuple(skips) if skips is not None else skips_for_model(model if model is not None else 1)
+    return UNet(width=width, in_channels=in_channels, skips=mask)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,252 @@
+"""From runs (or tables) to the numbers a figure draws: selections, seed aggregates, networks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InfoflowError, RunError
+from ..runs import RunDir
+
+Source = Union[RunDir, str, os.PathLike, pd.DataFrame]
+
+#: The logged epochs the paper's code drew in its U-Plots (Fig. 4).
+CODE_UPLOT_EPOCHS: tuple[int, ...] = (1, 10, 100, 500, 1000, 2000, 5000, 9900)
+#: The epochs of the paper's Fig. 6.
+PAPER_PREDICTION_EPOCHS: tuple[int, ...] = (1000, 2000, 5000, 10000)
+
+DEFAULT_ESTIMATOR = "kde_upper"
+DEFAULT_LABELS = "kmeans"
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def as_run(x: Any) -> RunDir | None:
+    if isinstance(x, RunDir):
+        return x
+    if isinstance(x, (str, os.PathLike)):
+        return RunDir.open(x)
+    return None
+
+
+def as_list(source: Any) -> list[Any]:
+    if isinstance(source, (RunDir, str, os.PathLike, pd.DataFrame)):
+        return [source]
+    if isinstance(source, Mapping):
+        raise InfoflowError("pass a run, a table, or a list of them (a mapping is only accepted by dice_curves)")
+    items = list(source)
+    if not items:
+        raise InfoflowError("no runs or tables given")
+    return items
+
+
+def mi_table(x: Source) -> pd.DataFrame:
+    if isinstance(x, pd.DataFrame):
+        return x
+    run = as_run(x)
+    frame = run.read_mi()
+    if frame.empty:
+        raise RunError(f"{run.path} has no MI estimates (mi.csv is missing or empty): was it trained with --no-mi?")
+    return frame
+
+
+def first_run(source: Any) -> RunDir | None:
+    for item in as_list(source):
+        run = as_run(item) if not isinstance(item, pd.DataFrame) else None
+        if run is not None:
+            return run
+    return None
+
+
+def run_name(run: RunDir) -> str:
+    try:
+        return str(run.read_config().get("name") or run.path.name)
+    except RunError:
+        return run.path.name
+
+
+# -- selection of one estimate per (epoch, layer) ----------------------------------------------
+@dataclass(frozen=True)
+class Selection:
+    estimator: str
+    setting: str
+    labels: str
+
+    def describe(self) -> str:
+        return f"{self.estimator} ({self.setting}), Y: {self.labels}"
+
+
+def select(mi: pd.DataFrame, estimator: str | None = None, setting: str | None = None,
+           labels: str | None = None) -> Selection:
+    """Resolve defaults: estimator ``kde_upper``, its first setting, labels ``kmeans`` (else the first)."""
+    if mi.empty:
+        raise InfoflowError("the MI table is empty")
+    est = estimator or (DEFAULT_ESTIMATOR if (mi["estimator"] == DEFAULT_ESTIMATOR).any() else str(mi["estimator"].iloc[0]))
+    rows = mi[mi["estimator"] == est]
+    if rows.empty:
+        raise InfoflowError(f"no estimates of estimator {est!r}; the table has {sorted(mi['estimator'].unique())}")
+    settings = list(dict.fromkeys(rows["setting"].astype(str)))
+    st = settings[0] if setting is None else str(setting)
+    if st not in settings:
+        raise InfoflowError(f"estimator {est!r} has no setting {st!r}; it has {settings}")
+    labs = [str(x) for x in dict.fromkeys(rows.loc[rows["quantity"] == "I_YM", "labels"].astype(str))]
+    if labels is None:
+        lab = DEFAULT_LABELS if DEFAULT_LABELS in labs else (labs[0] if labs else "none")
+    else:
+        lab = str(labels)
+        if labs and lab not in labs:
+            raise InfoflowError(f"estimator {est!r} has no I(Y;M) with labels {lab!r}; it has {labs}")
+    return Selection(est, st, lab)
+
+
+def plane_table(mi: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+    """One row per (epoch, layer): I_XM, I_YM, log2n, h_y, ceil_x, ceil_y (NaN/False where absent)."""
+    rows = mi[(mi["estimator"] == sel.estimator) & (mi["setting"].astype(str) == sel.setting)]
+    x = rows[rows["quantity"] == "I_XM"][["epoch", "layer", "name", "value", "log2n", "at_ceiling"]]
+    x = x.rename(columns={"value": "I_XM", "at_ceiling": "ceil_x"})
+    y = rows[(rows["quantity"] == "I_YM") & (rows["labels"].astype(str) == sel.labels)]
+    y = y[["epoch", "layer", "name", "value", "h_y", "log2n", "at_ceiling"]].rename(
+        columns={"value": "I_YM", "at_ceiling": "ceil_y", "log2n": "log2n_y"})
+    out = pd.merge(x, y, on=["epoch", "layer", "name"], how="outer")
+    if "log2n_y" in out:
+        out["log2n"] = out["log2n"].fillna(out["log2n_y"])
+        out = out.drop(columns=["log2n_y"])
+    for c in ("ceil_x", "ceil_y"):
+        out[c] = out[c].fillna(False).astype(bool)
+    if out.empty:
+        raise InfoflowError(f"no I(X;M) or I(Y;M) estimates for {sel.describe()}")
+    return out.sort_values(["layer", "epoch"]).reset_index(drop=True)
+
+
+def aggregate(tables: Sequence[pd.DataFrame], columns: Sequence[str] = ("I_XM", "I_YM")) -> pd.DataFrame:
+    """Median and min-max band across runs (seeds) per (epoch, layer).
+
+    Adds ``<col>_lo``/``<col>_hi`` and ``runs`` (how many runs have the row); ``log2n``/``h_y``:
+    their median; ``ceil_x``/``ceil_y``: true if true in any run.
+    """
+    both = pd.concat([t.assign(_run=i) for i, t in enumerate(tables)], ignore_index=True)
+    g = both.groupby(["epoch", "layer"], sort=True)
+    out = g[list(columns)].median()
+    for c in columns:
+        out[f"{c}_lo"] = g[c].min()
+        out[f"{c}_hi"] = g[c].max()
+    for c in ("log2n", "h_y"):
+        if c in both:
+            out[c] = g[c].median()
+    for c in ("ceil_x", "ceil_y"):
+        if c in both:
+            out[c] = g[c].any()
+    out["runs"] = g["_run"].nunique()
+    out["name"] = g["name"].first()
+    return out.reset_index().sort_values(["layer", "epoch"]).reset_index(drop=True)
+
+
+def planes(source: Any, estimator: str | None = None, setting: str | None = None,
+           labels: str | None = None) -> tuple[pd.DataFrame, Selection, int]:
+    """The plane table of a run/table, or the seed aggregate of several; and how many runs."""
+    tables = [mi_table(x) for x in as_list(source)]
+    sel = select(tables[0], estimator, setting, labels)
+    pts = [plane_table(t, sel) for t in tables]
+    if len(pts) == 1:
+        return pts[0], sel, 1
+    return aggregate(pts), sel, len(pts)
+
+
+# -- network layout -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Network:
+    """Probe layers and skip connections of the run's network (for U-Plot annotations)."""
+
+    names: tuple[str, ...]
+    skips: tuple[tuple[int, int], ...]  # every skip position of the architecture (source, merge)
+    present: tuple[bool, ...]  # which of them this model has
+
+    @property
+    def merges(self) -> tuple[int, ...]:
+        return tuple(sorted({m for _, m in self.skips}))
+
+    @property
+    def present_pairs(self) -> tuple[tuple[int, int], ...]:
+        return tuple(p for p, on in zip(self.skips, self.present) if on)
+
+    @property
+    def removed_pairs(self) -> tuple[tuple[int, int], ...]:
+        return tuple(p for p, on in zip(self.skips, self.present) if not on)
+
+
+def unet_network(mask: Sequence[bool] = (True,) * 4) -> Network:
+    from ..models.unet import PROBE_LAYERS, SKIP_PAIRS
+
+    return Network(tuple(PROBE_LAYERS), tuple(tuple(p) for p in SKIP_PAIRS), tuple(bool(s) for s in mask))
+
+
+def network_from_config(cfg: Mapping[str, Any]) -> Network:
+    """``config["network"]`` (probe_layers, skip_pairs) for other networks, else the U-Net's skips."""
+    net = cfg.get("network")
+    if isinstance(net, Mapping) and (net.get("probe_layers") is not None or net.get("skip_pairs") is not None):
+        pairs = tuple((int(a), int(b)) for a, b in (net.get("skip_pairs") or []))
+        names = tuple(str(n) for n in (net.get("probe_layers") or []))
+        return Network(names, pairs, (True,) * len(pairs))
+    model = cfg.get("model") or {}
+    from ..models.unet import skips_for_model
+
+    skips = model.get("skips")
+    if skips is None:
+        try:
+            skips = skips_for_model(int(model.get("model") or 1))
+        except (InfoflowError, TypeError, ValueError):
+            skips = (True,) * 4
+    return unet_network(skips)
+
+
+def network_of(source: Any, network: Network | None = None) -> Network | None:
+    if network is not None:
+        return network
+    run = first_run(source)
+    if run is not None:
+        return network_from_config(run.read_config())
+    return None
+
+
+# -- epochs -----------------------------------------------------------------------------------
+def nearest_epochs(available: Iterable[int], targets: Iterable[int]) -> list[int]:
+    """Each target mapped to the nearest available epoch (in log distance), duplicates dropped."""
+    avail = np.asarray(sorted({int(e) for e in available if int(e) > 0}), dtype=float)
+    if avail.size == 0:
+        return []
+    out: list[int] = []
+    for t in targets:
+        t = float(t)
+        if t <= 0:
+            continue
+        i = int(np.argmin(np.abs(np.log(avail) - np.log(t))))
+        e = int(avail[i])
+        if e not in out:
+            out.append(e)
+    return sorted(out)
+
+
+def uplot_epochs(available: Iterable[int], epochs: Iterable[int] | None = None) -> list[int]:
+    """Default U-Plot epochs: the code's 1, 10, 100, ..., 9900, each moved to the nearest logged
+    epoch (duplicates dropped); explicit ``epochs`` must be logged ones."""
+    avail = sorted({int(e) for e in available})
+    if epochs is None:
+        return nearest_epochs(avail, CODE_UPLOT_EPOCHS)
+    wanted = [int(e) for e in epochs]
+    missing = sorted(set(wanted) - set(avail))
+    if missing:
+        raise InfoflowError(f"epoch(s) {missing} were not logged; logged epochs: {avail}")
+    return sorted(dict.fromkeys(wanted))
+
+
+def spread_epochs(available: Iterable[int], n: int) -> list[int]:
+    """About ``n`` log-spaced epochs among ``available`` (first and last included)."""
+    avail = sorted({int(e) for e in available})
+    if len(avail) <= n:
+        return avail
+    targets = np.geomspace(avail[0], avail[-1], n)
+    return nearest_epochs(avail, targets)

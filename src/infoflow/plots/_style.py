@@ -1,0 +1,121 @@
+"""Figure creation and styling shared by every plot (Agg canvas, no pyplot state).
+
+Figures are made with :class:`matplotlib.figure.Figure` and an explicit Agg canvas, so plotting
+never touches pyplot's global figure list (nothing to close, safe in threads and in servers);
+a caller that passes its own ``ax``/``fig`` (e.g. from pyplot) draws into that instead.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+#: Colour map of epochs: dark early epochs, yellow at the last logged epoch (as in the paper).
+EPOCH_CMAP = "plasma"
+#: Colour map of layer indices (weight norms, gradient SNR).
+LAYER_CMAP = "viridis"
+CEILING_STYLE = {"ls": "--", "lw": 0.8, "color": "0.45", "zorder": 0}
+CEILING_MARK_COLOR = "#c0392b"
+QTY_LABEL = {"I_XM": "I(X;M) (bits)", "I_YM": "I(Y;M) (bits)"}
+QTY_COLOR = {"I_XM": "C0", "I_YM": "C1"}
+BAND_ALPHA = 0.2
+
+
+def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=(width, height), layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def ensure_canvas(fig: Figure) -> Figure:
+    """Give a bare Figure an Agg canvas (figures from pyplot already have one)."""
+    if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
+        FigureCanvasAgg(fig)
+    return fig
+
+
+def epoch_norm(epochs: Iterable[int]) -> mcolors.Normalize:
+    """Log colour norm whose range is exactly the logged epochs (min to max)."""
+    e = np.asarray(sorted({int(x) for x in epochs}), dtype=float)
+    if e.size == 0:
+        return mcolors.LogNorm(vmin=1, vmax=10)
+    lo, hi = float(e.min()), float(e.max())
+    if lo == hi:  # a single logged epoch: a degenerate range still needs two ends
+        return mcolors.Normalize(vmin=lo - 0.5, vmax=hi + 0.5)
+    return mcolors.LogNorm(vmin=max(lo, 1e-9), vmax=hi)
+
+
+def epoch_colorbar(fig: Figure, norm: mcolors.Normalize, ax, *, label: str = "epoch", **kw):
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    sm = ScalarMappable(norm=norm, cmap=EPOCH_CMAP)
+    cb = fig.colorbar(sm, ax=ax, **kw)
+    cb.set_label(label)
+    if isinstance(norm, mcolors.LogNorm):
+        cb.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        fmt = ScalarFormatter()
+        fmt.set_scientific(False)
+        cb.ax.yaxis.set_major_formatter(fmt)
+        cb.ax.yaxis.set_minor_formatter(fmt if norm.vmax / norm.vmin < 20 else _no_label())
+    cb.ax.set_gid("epoch-colorbar")
+    return cb
+
+
+def _no_label():
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
+
+
+def grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
+    if ncols is None:
+        ncols = max(1, int(np.ceil(np.sqrt(n))))
+    return int(np.ceil(n / ncols)), ncols
+
+
+def panel_grid(fig: Figure, n: int, *, ncols: int | None = None, sharex: bool = True, sharey: bool = True):
+    """``n`` panels on a grid (extra cells removed); returns the list of the ``n`` axes and ncols.
+
+    Panels in the bottom row of each column keep their x tick labels even when the cell below
+    them was removed.
+    """
+    nrows, ncols = grid_shape(n, ncols)
+    axes = fig.subplots(nrows, ncols, sharex=sharex, sharey=sharey, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    axes = list(axes[:n])
+    for i, ax in enumerate(axes):
+        bottom = i + ncols >= n
+        ax.xaxis.set_tick_params(labelbottom=bottom)
+        ax.yaxis.set_tick_params(labelleft=(i % ncols == 0))
+    return axes, ncols
+
+
+def is_bottom(i: int, n: int, ncols: int) -> bool:
+    return i + ncols >= n
+
+
+def savefig(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "pdf"), *, dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as ``stem.<fmt>`` for each format (atomically); returns the paths."""
+    from ..runs import atomic_path
+
+    out = []
+    for fmt in formats:
+        target = Path(f"{stem}.{fmt}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
+        out.append(target)
+    return out
+
+
+def png_bytes(fig: Figure, *, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

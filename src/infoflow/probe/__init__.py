@@ -1,0 +1,28 @@
+"""Activation capture and the probe engine (distance matrices under a memory budget).
+
+- :func:`capture`: forward hooks that collect layer outputs and are always removed.
+- :func:`pairwise_sq_dists`: accurate squared Euclidean distance matrices (error model in
+  :mod:`infoflow.probe.distances`).
+- :func:`probe_layers`: distances and binned symbols of every probe layer of a model for a probe
+  set, holding at most a memory budget of activations (:mod:`infoflow.probe.engine`).
+"""
+
+from .capture import Captured, capture, forward_hooks, resolve_layers
+from .distances import DEFAULT_GRAM_ERROR, DEFAULT_NEAR, NEAR_FACTOR, near_for, pairwise_sq_dists
+from .engine import ProbeResult, ProbeWarning, plan_groups, probe_layers
+
+__all__ = [
+    "Captured",
+    "DEFAULT_GRAM_ERROR",
+    "DEFAULT_NEAR",
+    "NEAR_FACTOR",
+    "ProbeResult",
+    "ProbeWarning",
+    "capture",
+    "forward_hooks",
+    "near_for",
+    "pairwise_sq_dists",
+    "plan_groups",
+    "probe_layers",
+    "resolve_layers",
+]

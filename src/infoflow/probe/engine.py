@@ -1,0 +1,315 @@
+"""The probe engine: distance matrices and binned symbols of every probe layer, under a memory budget.
+
+:func:`probe_layers` runs a probe set through a model and returns, per layer, the N x N matrix of
+squared Euclidean distances between the samples' flattened activations (what the KDE and Renyi
+estimators need) and, per bin size, the samples' binned-symbol ids (what the binning estimator
+needs). Raw activations are never returned or written anywhere.
+
+How it bounds memory
+--------------------
+1. A dry run on one sample learns each layer's size D and the cumulative forward FLOPs (counted
+   by :class:`torch.utils.flop_counter.FlopCounterMode`, read inside the layer's hook) at which
+   its output appears; the order in which hooks fire is the layers' forward order.
+2. The layers, in forward order, are split into contiguous groups whose activations
+   (N x D x 4 bytes each, float32) fit ``memory_budget_bytes``. A pass for a group stops as soon
+   as the group's last layer has produced its output (its hook raises a private exception), so a
+   group costs the forward FLOPs up to its last layer; :func:`plan_groups` picks the partition of
+   least total cost (ties: fewest groups). When everything fits there is exactly one pass. A
+   single layer larger than the budget is still processed, alone, with a :class:`ProbeWarning`.
+3. For each group the probe set runs through in batches under ``torch.no_grad()`` and eval mode;
+   the hooks copy each batch's outputs into preallocated float32 (N, D) buffers (on the model's
+   device) and hash the binned symbols; then each layer's distance matrix is computed
+   (:func:`infoflow.probe.distances.pairwise_sq_dists`) and its buffer freed.
+
+Binned symbols: for bin size b, a sample's symbol at a layer is the vector ``floor(m / b)`` of its
+float32 activations (the division in float32, b rounded to float32), as int32 (a vector outside
+the int32 range is hashed from its float32 values with a tag byte). Its bytes are hashed with
+BLAKE2b (16-byte digest) and digests become dense ids 0, 1, ... in order of first appearance
+over the samples. Equal ids mean equal symbols (up to a 2^-128-scale collision chance).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import ProbeError
+from .capture import LayerSpec, forward_hooks, output_tensor, resolve_layers
+from .distances import DEFAULT_NEAR, pairwise_sq_dists
+
+
+class ProbeWarning(UserWarning):
+    """The probe could not keep to its memory budget (a single layer is larger than it)."""
+
+
+class _StopForward(Exception):
+    """Raised from the hook of a group's last layer to end the forward pass early."""
+
+
+@dataclass
+class ProbeResult:
+    """What :func:`probe_layers` measured. Layer order is the order of the ``layers`` argument."""
+
+    names: list[str]  # layer names
+    dims: list[int]  # D per layer (activation size of one sample)
+    dist: np.ndarray  # (L, N, N) float64 squared Euclidean distances per layer
+    dist_input: np.ndarray | None  # (N, N) float64 distances of the flattened inputs, or None
+    codes: dict[float, np.ndarray]  # bin size -> (L, N) int64 dense symbol ids per layer
+    seconds: float  # wall time of the whole probe
+    peak_bytes_held: int  # most activation bytes held at once (float32 buffers of one group)
+    groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
+    flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer
+    dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
+
+
+def plan_groups(sizes: Sequence[int], costs: Sequence[float], budget: int) -> list[tuple[int, int]]:
+    """Split positions ``0..L-1`` (forward order) into contiguous groups ``[start, end)``.
+
+    Each group's summed ``sizes`` must fit ``budget`` unless it is a single position. A group costs
+    ``costs[end - 1]`` (the forward cost up to its last layer, nondecreasing in position). Returns
+    the partition of least total cost; among equal costs, the one with fewest groups.
+    """
+    n = len(sizes)
+    if len(costs) != n:
+        raise ValueError("sizes and costs must have the same length")
+    inf = (float("inf"), 0)
+    best: list[tuple[float, int]] = [(0.0, 0)] + [inf] * n
+    back = [0] * (n + 1)
+    for end in range(1, n + 1):
+        total = 0
+        for start in range(end - 1, -1, -1):
+            total += sizes[start]
+            if total > budget and start != end - 1:
+                break
+            cand = (best[start][0] + float(costs[end - 1]), best[start][1] + 1)
+            if cand < best[end]:
+                best[end] = cand
+                back[end] = start
+    groups: list[tuple[int, int]] = []
+    end = n
+    while end > 0:
+        groups.append((back[end], end))
+        end = back[end]
+    return groups[::-1]
+
+
+def _as_images(images: Any) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(images))
+    elif isinstance(images, torch.Tensor):
+        t = images.detach()
+    else:
+        raise ProbeError(f"images must be a numpy array or a torch tensor, got {type(images).__name__}")
+    if t.dim() < 2 or t.shape[0] == 0:
+        raise ProbeError(f"images must have shape (N, ...) with N >= 1, got {tuple(t.shape)}")
+    return t
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _symbol_digests(vals: torch.Tensor, b32: torch.Tensor) -> list[bytes]:
+    """BLAKE2b-128 digests of the rows of floor(vals / b) (vals float32, (B, D))."""
+    q = torch.floor(vals / b32)
+    lim = float(2**31)
+    in_range = ((q >= -lim) & (q < lim)).all(dim=1).cpu().numpy()
+    qi = torch.where(torch.isfinite(q), q, torch.zeros_like(q)).clamp(-lim, lim - 128).to(torch.int32).cpu().numpy()
+    out = []
+    for r in range(q.shape[0]):
+        if in_range[r]:
+            out.append(hashlib.blake2b(qi[r].tobytes(), digest_size=16).digest())
+        else:  # outside int32: hash the (integral) float32 values, -0.0 made +0.0, tagged
+            row = (q[r] + 0.0).cpu().numpy()
+            out.append(hashlib.blake2b(b"\x01" + row.tobytes(), digest_size=16).digest())
+    return out
+
+
+def _dense_ids(digests: Sequence[bytes]) -> np.ndarray:
+    ids: dict[bytes, int] = {}
+    return np.fromiter((ids.setdefault(h, len(ids)) for h in digests), dtype=np.int64, count=len(digests))
+
+
+def probe_layers(
+    model: nn.Module,
+    images: Any,
+    layers: LayerSpec,
+    *,
+    batch_size: int = 32,
+    memory_budget_bytes: int,
+    device: Any = None,
+    bin_sizes: Sequence[float] = (),
+    include_input: bool = True,
+    progress: bool = False,
+    near: float = DEFAULT_NEAR,
+) -> ProbeResult:
+    """Distance matrices (and binned symbol ids) of every probe layer for the probe set ``images``.
+
+    ``model``: any module taking one tensor batch; it is run under ``torch.no_grad()`` in eval mode
+    (each submodule's previous train/eval mode is restored afterwards) and is not moved.
+    ``images``: (N, ...) tensor or array, batches of which are moved to ``device``.
+    ``layers``: ``[(name, module), ...]`` or submodule names; a layer's activation is its output.
+    ``memory_budget_bytes``: most activation bytes (float32) to hold at once (see the module doc).
+    ``device``: where the forward passes run and the buffers live; None: the model's device.
+    ``bin_sizes``: bin sizes b of the binning estimator; ``codes[b]`` holds the symbol ids.
+    ``include_input``: also compute ``dist_input``, the distances of the flattened images.
+    ``near``: passed to :func:`~infoflow.probe.distances.pairwise_sq_dists` (exact below it).
+    """
+    t_start = time.perf_counter()
+    pairs = resolve_layers(model, layers)
+    x_all = _as_images(images)
+    n = int(x_all.shape[0])
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ProbeError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not memory_budget_bytes > 0:
+        raise ProbeError(f"memory_budget_bytes must be positive, got {memory_budget_bytes!r}")
+    bins = [float(b) for b in bin_sizes]
+    if any(not (b > 0 and np.isfinite(b)) for b in bins) or len(set(bins)) != len(bins):
+        raise ProbeError(f"bin sizes must be distinct positive numbers, got {list(bin_sizes)!r}")
+    dev = _model_device(model) if device is None else torch.device(device)
+    n_layers = len(pairs)
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"[probe] {msg}", file=sys.stderr, flush=True)
+
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        # ---- dry run: D and cumulative FLOPs per layer, forward order ------------------------
+        calls = [0] * n_layers
+        dims = [0] * n_layers
+        flops = [0] * n_layers
+        order: list[int] = []
+        counter = FlopCounterMode(display=False)
+
+        def dry(idx: int, name: str, output: Any) -> None:
+            t = output_tensor(name, output)
+            calls[idx] += 1
+            if calls[idx] == 1:
+                if t.dim() == 0 or t.shape[0] != 1:
+                    raise ProbeError(
+                        f"probe layer {name!r} output has shape {tuple(t.shape)}; expected batch dimension 1"
+                    )
+                order.append(idx)
+                dims[idx] = int(t.numel())
+                flops[idx] = int(counter.get_total_flops())
+
+        with torch.no_grad(), counter, forward_hooks(pairs, dry):
+            model(x_all[:1].to(dev))
+        missing = [pairs[i][0] for i in range(n_layers) if calls[i] == 0]
+        if missing:
+            raise ProbeError(
+                f"{len(missing)} probe layer(s) produced nothing during the forward pass: {', '.join(missing)}"
+            )
+        repeated = [f"{pairs[i][0]} ({calls[i]} calls)" for i in range(n_layers) if calls[i] > 1]
+        if repeated:
+            raise ProbeError(
+                "probe layers must run once per forward pass; these ran more often: " + ", ".join(repeated)
+            )
+
+        # ---- plan the passes ------------------------------------------------------------------
+        sizes = [n * dims[i] * 4 for i in order]
+        plan = plan_groups(sizes, [flops[i] for i in order], int(memory_budget_bytes))
+        groups = [[order[p] for p in range(a, b)] for a, b in plan]
+        for g in groups:
+            held = sum(n * dims[i] * 4 for i in g)
+            if held > memory_budget_bytes:
+                warnings.warn(
+                    ProbeWarning(
+                        f"probe layer {pairs[g[0]][0]!r} alone needs {held / 2**20:.1f} MiB of activations, "
+                        f"more than the budget of {memory_budget_bytes / 2**20:.1f} MiB; processing it anyway"
+                    ),
+                    stacklevel=2,
+                )
+        say(f"{n} samples, {n_layers} layers, {len(groups)} pass(es)")
+
+        dist = np.zeros((n_layers, n, n))
+        dist_stats: list[dict] = [{} for _ in range(n_layers)]
+        digests = {b: [[b""] * n for _ in range(n_layers)] for b in bins}
+        b32 = {b: torch.tensor(b, dtype=torch.float32, device=dev) for b in bins}
+        peak = 0
+
+        # ---- one pass per group -----------------------------------------------------------------
+        for gi, group in enumerate(groups):
+            members = set(group)
+            last = group[-1]
+            bufs = {i: torch.empty((n, dims[i]), dtype=torch.float32, device=dev) for i in group}
+            peak = max(peak, sum(buf.numel() * 4 for buf in bufs.values()))
+            state = {"start": 0, "stop": 0, "seen": set()}
+
+            def grab(idx: int, name: str, output: Any) -> None:
+                s, e = state["start"], state["stop"]
+                t = output_tensor(name, output).detach()
+                if t.dim() == 0 or t.shape[0] != e - s or t.numel() != (e - s) * dims[idx]:
+                    raise ProbeError(
+                        f"probe layer {name!r} output has shape {tuple(t.shape)} for a batch of {e - s}; "
+                        f"expected {e - s} x {dims[idx]} values"
+                    )
+                view = bufs[idx][s:e]
+                view.copy_(t.reshape(e - s, -1))
+                if not bool(torch.isfinite(view).all()):
+                    raise ProbeError(f"probe layer {name!r} produced NaN or infinite activations")
+                for b in bins:
+                    digests[b][idx][s:e] = _symbol_digests(view, b32[b])
+                state["seen"].add(idx)
+                if idx == last:
+                    raise _StopForward
+
+            names = [pairs[i][0] for i in group]
+            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {peak / 2**20:.0f} MiB)")
+            hooked = [pairs[i] for i in group]
+            with torch.no_grad(), forward_hooks(hooked, lambda j, nm, o, _g=group: grab(_g[j], nm, o)):
+                for s in range(0, n, batch_size):
+                    e = min(n, s + batch_size)
+                    state["start"], state["stop"], state["seen"] = s, e, set()
+                    try:
+                        model(x_all[s:e].to(dev))
+                    except _StopForward:
+                        pass
+                    if state["seen"] != members:
+                        lost = [pairs[i][0] for i in group if i not in state["seen"]]
+                        raise ProbeError(f"probe layer(s) produced nothing for samples {s}..{e - 1}: {', '.join(lost)}")
+            for i in group:
+                st: dict = {}
+                dist[i] = pairwise_sq_dists(bufs.pop(i), near=near, stats=st)
+                dist_stats[i] = st
+            del bufs
+
+        dist_input = None
+        if include_input:
+            dist_input = pairwise_sq_dists(x_all.reshape(n, -1), near=near)
+
+        codes = {b: np.stack([_dense_ids(digests[b][i]) for i in range(n_layers)]) for b in bins}
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+    seconds = time.perf_counter() - t_start
+    say(f"done in {seconds:.1f} s")
+    return ProbeResult(
+        names=[name for name, _ in pairs],
+        dims=dims,
+        dist=dist,
+        dist_input=dist_input,
+        codes=codes,
+        seconds=seconds,
+        peak_bytes_held=peak,
+        groups=[[pairs[i][0] for i in g] for g in groups],
+        flops=flops,
+        dist_stats=dist_stats,
+    )

@@ -1,0 +1,286 @@
+"""The run directory: the one reader and writer of everything a run stores.
+
+Layout (see docs/ARCHITECTURE.md)::
+
+    RUN/config.json  run.log  metrics.csv  layer_stats.csv  mi.csv  probe.npz
+        matrices/e000001.npz  predictions/e000001.npz  checkpoints/last.pt  figures/  report.html
+
+Every write is atomic: the bytes go to a temporary file in the same folder, which then replaces
+the target with :func:`os.replace`, so a run killed at any moment leaves either the old or the
+new file, never half of one. Tables are small and rewritten whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import RunError
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+LAYER_STATS = "layer_stats.csv"
+MI = "mi.csv"
+PROBE = "probe.npz"
+LOG = "run.log"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_savez(target: str | os.PathLike[str], **arrays: Any) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(target, buf.getvalue())
+
+
+def epoch_file(epoch: int) -> str:
+    return f"e{epoch:06d}.npz"
+
+
+@dataclass
+class Matrices:
+    """What one logged epoch stores: per-layer squared-distance matrices and binned codes."""
+
+    epoch: int
+    names: list[str]
+    dims: np.ndarray  # (L,) int64, D of each layer
+    dist: np.ndarray  # (L, N, N) float32 squared distances
+    codes: dict[float, np.ndarray]  # bin size -> (L, N) int64 symbol ids
+    dist_input: np.ndarray | None  # (N, N) float32 distances of the input images, or None
+
+
+class RunDir:
+    """A run directory. ``RunDir(path)`` opens one (it need not exist yet: use :meth:`create`)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # -- creation and config ------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], config: dict[str, Any], *, exist_ok: bool = False) -> "RunDir":
+        run = cls(path)
+        if run.config_path.exists() and not exist_ok:
+            raise RunError(f"{run.config_path} exists: pass --resume to continue that run, or choose another --out")
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config)
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "RunDir":
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunError(f"run directory {run.path} does not exist")
+        if not run.config_path.exists():
+            raise RunError(f"{run.path} is not a run directory: it has no {CONFIG}")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        import torch
+
+        from . import __version__
+
+        doc = dict(config)
+        doc.setdefault("_meta", {"infoflow": __version__, "torch": torch.__version__,
+                                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        atomic_write_text(self.config_path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path} is not a run directory: it has no {CONFIG}") from None
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.config_path} is not valid JSON: {exc}") from None
+        doc.pop("_meta", None)
+        return doc
+
+    # -- log ----------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """Append a timestamped line to run.log (appends are line-atomic)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        with open(self.path / LOG, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+
+    # -- tables -------------------------------------------------------------------------------
+    def _write_table(self, name: str, frame: pd.DataFrame) -> None:
+        with atomic_path(self.path / name) as tmp:
+            frame.to_csv(tmp, index=False)
+
+    def _read_table(self, name: str) -> pd.DataFrame:
+        p = self.path / name
+        if not p.exists() or p.stat().st_size == 0:
+            return pd.DataFrame()
+        return pd.read_csv(p)
+
+    def _append_table(self, name: str, rows: pd.DataFrame | Iterable[dict[str, Any]]) -> None:
+        new = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        old = self._read_table(name)
+        frame = new if old.empty else pd.concat([old, new], ignore_index=True)
+        self._write_table(name, frame)
+
+    def append_metrics(self, rows: pd.DataFrame | Iterable[dict[str, Any]]) -> None:
+        self._append_table(METRICS, rows)
+
+    def read_metrics(self) -> pd.DataFrame:
+        return self._read_table(METRICS)
+
+    def append_layer_stats(self, rows: pd.DataFrame | Iterable[dict[str, Any]]) -> None:
+        self._append_table(LAYER_STATS, rows)
+
+    def read_layer_stats(self) -> pd.DataFrame:
+        return self._read_table(LAYER_STATS)
+
+    def append_mi(self, rows: pd.DataFrame) -> None:
+        self._append_table(MI, rows)
+
+    def write_mi(self, frame: pd.DataFrame, name: str = MI) -> None:
+        self._write_table(name, frame)
+
+    def read_mi(self, name: str = MI) -> pd.DataFrame:
+        frame = self._read_table(name)
+        if "at_ceiling" in frame:
+            frame["at_ceiling"] = frame["at_ceiling"].astype(bool)
+        return frame
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop every table row and stored file of an epoch after ``epoch`` (used on resume)."""
+        for name in (METRICS, LAYER_STATS, MI):
+            frame = self._read_table(name)
+            if not frame.empty and "epoch" in frame and (frame["epoch"] > epoch).any():
+                self._write_table(name, frame[frame["epoch"] <= epoch])
+        for folder in (self.matrices_dir, self.predictions_dir):
+            if folder.is_dir():
+                for f in folder.glob("e*.npz"):
+                    if int(f.stem[1:]) > epoch:
+                        f.unlink()
+
+    # -- probe set facts ----------------------------------------------------------------------
+    def save_probe(self, **arrays: Any) -> None:
+        atomic_savez(self.path / PROBE, **arrays)
+
+    def load_probe(self) -> dict[str, np.ndarray]:
+        p = self.path / PROBE
+        if not p.exists():
+            raise RunError(f"{self.path} has no {PROBE}: the run recorded no MI (was it trained with MI enabled?)")
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    # -- matrices -----------------------------------------------------------------------------
+    @property
+    def matrices_dir(self) -> Path:
+        return self.path / "matrices"
+
+    def save_matrices(self, m: Matrices) -> Path:
+        arrays: dict[str, Any] = {
+            "epoch": np.int64(m.epoch),
+            "names": np.array(m.names),
+            "dims": np.asarray(m.dims, dtype=np.int64),
+            "dist": np.asarray(m.dist, dtype=np.float32),
+            "bin_sizes": np.array(sorted(m.codes), dtype=np.float64),
+        }
+        for i, b in enumerate(sorted(m.codes)):
+            arrays[f"codes_{i}"] = np.asarray(m.codes[b], dtype=np.int64)
+        if m.dist_input is not None:
+            arrays["dist_input"] = np.asarray(m.dist_input, dtype=np.float32)
+        target = self.matrices_dir / epoch_file(m.epoch)
+        atomic_savez(target, **arrays)
+        return target
+
+    def load_matrices(self, epoch: int) -> Matrices:
+        p = self.matrices_dir / epoch_file(epoch)
+        if not p.exists():
+            raise RunError(f"{p} does not exist: epoch {epoch} has no stored matrices "
+                           f"(logged epochs with matrices: {self.matrix_epochs()})")
+        with np.load(p, allow_pickle=False) as z:
+            bins = [float(b) for b in z["bin_sizes"]]
+            return Matrices(
+                epoch=int(z["epoch"]), names=[str(n) for n in z["names"]], dims=z["dims"], dist=z["dist"],
+                codes={b: z[f"codes_{i}"] for i, b in enumerate(bins)},
+                dist_input=z["dist_input"] if "dist_input" in z.files else None,
+            )
+
+    def matrix_epochs(self) -> list[int]:
+        if not self.matrices_dir.is_dir():
+            return []
+        return sorted(int(f.stem[1:]) for f in self.matrices_dir.glob("e*.npz"))
+
+    # -- predictions --------------------------------------------------------------------------
+    @property
+    def predictions_dir(self) -> Path:
+        return self.path / "predictions"
+
+    def save_predictions(self, epoch: int, probs: np.ndarray, ids: list[str]) -> None:
+        atomic_savez(self.predictions_dir / epoch_file(epoch), probs=np.asarray(probs, dtype=np.float16),
+                     ids=np.array(ids), epoch=np.int64(epoch))
+
+    def load_predictions(self, epoch: int) -> np.ndarray:
+        with np.load(self.predictions_dir / epoch_file(epoch), allow_pickle=False) as z:
+            return z["probs"].astype(np.float32)
+
+    def prediction_epochs(self) -> list[int]:
+        if not self.predictions_dir.is_dir():
+            return []
+        return sorted(int(f.stem[1:]) for f in self.predictions_dir.glob("e*.npz"))
+
+    # -- checkpoints and outputs --------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
+
+    def is_finished(self) -> bool:
+        """True when the metrics table reaches the configured number of epochs."""
+        try:
+            epochs = int(self.read_config()["train"]["epochs"])
+        except (RunError, KeyError):
+            return False
+        metrics = self.read_metrics()
+        return not metrics.empty and int(metrics["epoch"].max()) >= epochs

@@ -1,0 +1,338 @@
+"""Training: the paper's loop, the logged-epoch schedules, checkpoints and resume.
+
+Epochs are 1-based: epoch ``e`` is the state after ``e`` passes over the training split.
+Shuffling of epoch ``e`` uses a generator seeded from ``(seed, e)``, and a checkpoint holds the
+model and optimizer, so a run killed at any point and resumed from its last checkpoint ends with
+exactly the metrics of an uninterrupted run (on the same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RunConfig
+from .errors import ConfigError, RunError
+from .runs import RunDir, atomic_write_bytes
+
+# ---------------------------------------------------------------------------------------------
+# Logged-epoch schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def code_schedule(epochs: int) -> list[int]:
+    """The paper code's logged epochs: every epoch below 20, every 5th below 100, every 10th
+    below 200, then every 100th (144 epochs for 10,000); the last epoch is always logged."""
+    out = []
+    for e in range(1, epochs + 1):
+        if e < 20 or (e < 100 and e % 5 == 0) or (e < 200 and e % 10 == 0) or e % 100 == 0:
+            out.append(e)
+    if epochs >= 1 and out[-1:] != [epochs]:
+        out.append(epochs)
+    return out
+
+
+def log_schedule(epochs: int, points: int = 30) -> list[int]:
+    """About ``points`` log-spaced epochs in [1, epochs], always including 1 and ``epochs``."""
+    if epochs < 1:
+        return []
+    grid = np.unique(np.round(np.geomspace(1, epochs, num=max(points, 2))).astype(int))
+    return sorted(set(grid.tolist()) | {1, epochs})
+
+
+def logged_epochs(schedule: str, epochs: int, *, log_points: int = 30) -> list[int]:
+    if schedule == "code":
+        return code_schedule(epochs)
+    if schedule == "log":
+        return log_schedule(epochs, log_points)
+    if schedule == "all":
+        return list(range(1, epochs + 1))
+    raise ConfigError(f"train.schedule must be 'code', 'log' or 'all', got {schedule!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric
+# ---------------------------------------------------------------------------------------------
+
+
+def dice_per_image(probs: torch.Tensor, masks: torch.Tensor, *, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice of each image, (2 sum(y p) + 1) / (sum(y) + sum(p) + 1) (methods.md section 3).
+
+    probs, masks: (B, 1, S, S). Returns (B,) float.
+    """
+    p = probs.flatten(1).float()
+    y = masks.flatten(1).float()
+    return (2 * (p * y).sum(1) + smooth) / (y.sum(1) + p.sum(1) + smooth)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def make_optimizer(params: Iterator[nn.Parameter], cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.lr <= 0 or not math.isfinite(t.lr):
+        raise ConfigError(f"train.lr must be a positive number, got {t.lr!r}")
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr)
+    raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {t.optimizer!r}")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return g
+
+
+def validate_config(cfg: RunConfig) -> None:
+    t = cfg.train
+    if t.epochs < 1:
+        raise ConfigError(f"train.epochs must be at least 1, got {t.epochs}")
+    if t.batch_size < 1:
+        raise ConfigError(f"train.batch_size must be at least 1, got {t.batch_size}")
+    if cfg.data.size % 16 != 0 or cfg.data.size < 16:
+        raise ConfigError(f"data.size must be a multiple of 16 (four 2x2 poolings), got {cfg.data.size}")
+    if cfg.model.width < 1:
+        raise ConfigError(f"model.width must be a positive integer, got {cfg.model.width}")
+    cfg.model.skip_mask()
+    logged_epochs(t.schedule, 1, log_points=t.log_points)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, *, batch_size: int,
+             device: torch.device, channels_last: bool) -> tuple[float, float]:
+    """Mean BCE loss and mean per-image Dice of ``model`` on a split, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum, dice_sum, n = 0.0, 0.0, len(images)
+    try:
+        for i in range(0, n, batch_size):
+            x = images[i:i + batch_size].to(device)
+            y = masks[i:i + batch_size].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            p = model(x)
+            loss_sum += F.binary_cross_entropy(p, y, reduction="none").flatten(1).mean(1).sum().item()
+            dice_sum += dice_per_image(p, y).sum().item()
+    finally:
+        model.train(was_training)
+    return loss_sum / max(n, 1), dice_sum / max(n, 1)
+
+
+class GradStats:
+    """Per-layer gradient signal-to-noise over the batches of an epoch (the seed code's logs)."""
+
+    def __init__(self, layers: Sequence[tuple[str, nn.Module]]) -> None:
+        self.layers = list(layers)
+        self.n = 0
+        self.sum: list[torch.Tensor | None] = [None] * len(self.layers)
+        self.sq: list[torch.Tensor | None] = [None] * len(self.layers)
+
+    def _grads(self, module: nn.Module) -> torch.Tensor | None:
+        gs = [p.grad.detach().flatten().double() for p in module.parameters() if p.grad is not None]
+        return torch.cat(gs) if gs else None
+
+    def update(self) -> None:
+        self.n += 1
+        for i, (_, m) in enumerate(self.layers):
+            g = self._grads(m)
+            if g is None:
+                continue
+            self.sum[i] = g.clone() if self.sum[i] is None else self.sum[i] + g
+            self.sq[i] = g * g if self.sq[i] is None else self.sq[i] + g * g
+
+    def rows(self, epoch: int) -> list[dict[str, Any]]:
+        rows = []
+        for i, (name, m) in enumerate(self.layers):
+            weight_sq = sum(float(p.detach().double().pow(2).sum()) for p in m.parameters())
+            row = {"epoch": epoch, "layer": i, "name": name, "weight_norm": math.sqrt(weight_sq),
+                   "grad_mean_norm": float("nan"), "grad_std_norm": float("nan")}
+            if self.sum[i] is not None and self.n > 0:
+                mean = self.sum[i] / self.n
+                var = (self.sq[i] / self.n - mean * mean).clamp_min(0)
+                row["grad_mean_norm"] = mean.norm().item()
+                row["grad_std_norm"] = var.sqrt().norm().item()
+            rows.append(row)
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    cfg: RunConfig) -> None:
+    state = {"epoch": int(epoch), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "config": cfg.to_json()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(run.checkpoint_path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, *, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"checkpoint {path} does not exist") from None
+    except Exception as exc:  # corrupt file
+        raise RunError(f"checkpoint {path} cannot be read: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+EpochCallback = Callable[[nn.Module, int], None]
+
+
+def _progress(enabled: bool):  # noqa: ANN202 - rich types are optional
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+
+
+def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+          callbacks: Sequence[EpochCallback] = (), mi: bool | None = None) -> RunDir:
+    """Train ``cfg``'s model into run directory ``out`` (or resume it) and return the run.
+
+    At each logged epoch: per-layer weight and gradient statistics, predictions of a few fixed
+    validation images, MI of every probe layer (when ``cfg.mi.enabled``), then ``callbacks``.
+    """
+    from .data import load_splits
+
+    out = Path(out)
+    if resume:
+        run = RunDir.open(out)
+        cfg = RunConfig.from_dict(run.read_config())
+    else:
+        validate_config(cfg)
+        run = RunDir.create(out, cfg.to_dict())
+    validate_config(cfg)
+    t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(int(t.num_threads))
+    device = resolve_device(t.device)
+    channels_last = t.channels_last and device.type == "cpu"
+
+    splits = load_splits(cfg.data, progress=progress)
+    x_train = torch.from_numpy(splits.train.images)
+    y_train = torch.from_numpy(splits.train.masks)
+    x_val = torch.from_numpy(splits.test.images)
+    y_val = torch.from_numpy(splits.test.masks)
+
+    from .models import build_model
+
+    torch.manual_seed(t.seed)
+    model = build_model(model=cfg.model.model, skips=cfg.model.skip_mask(), width=cfg.model.width,
+                        in_channels=cfg.model.in_channels).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), cfg)
+
+    start = 0
+    if resume and run.checkpoint_path.exists():
+        state = load_checkpoint(run.checkpoint_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+        run.log(f"resumed from {run.checkpoint_path} at epoch {start}")
+    elif resume:
+        run.log("resume requested but no checkpoint yet: starting from epoch 0")
+    run.truncate_after(start)
+
+    schedule = set(logged_epochs(t.schedule, t.epochs, log_points=t.log_points))
+    probe_layers = model.probe_modules()
+    tracker = None
+    if (cfg.mi.enabled if mi is None else mi):
+        from .tracker import MITracker
+
+        tracker = MITracker.for_run(run, cfg, splits, device=device)
+    n_pred = min(t.n_predictions, len(x_val))
+    if start == 0:
+        run.log(f"training {cfg.name}: model skips {cfg.model.skip_mask()}, width {cfg.model.width}, "
+                f"S={cfg.data.size}, {len(x_train)} train / {len(x_val)} val images, device {device}")
+
+    n = len(x_train)
+    with _progress(progress) as bar:
+        task = bar.add_task(cfg.name, total=t.epochs, completed=start, status="") if bar else None
+        for epoch in range(start + 1, t.epochs + 1):
+            t0 = time.perf_counter()
+            logged = epoch in schedule
+            grads = GradStats(probe_layers) if logged else None
+            model.train()
+            order = torch.randperm(n, generator=epoch_generator(t.seed, epoch))
+            loss_sum, dice_sum = 0.0, 0.0
+            for i in range(0, n, t.batch_size):
+                idx = order[i:i + t.batch_size]
+                x = x_train[idx].to(device)
+                y = y_train[idx].to(device)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                optimizer.zero_grad(set_to_none=True)
+                p = model(x)
+                loss = F.binary_cross_entropy(p, y)
+                loss.backward()
+                if grads is not None:
+                    grads.update()
+                optimizer.step()
+                # Keras-style running training metrics, weighted by batch size
+                loss_sum += loss.item() * len(idx)
+                dice_sum += dice_per_image(p.detach(), y).sum().item()
+            val_loss, val_dice = evaluate(model, x_val, y_val, batch_size=32, device=device,
+                                          channels_last=channels_last)
+            row = {"epoch": epoch, "loss_train": loss_sum / n, "dice_train": dice_sum / n,
+                   "loss_val": val_loss, "dice_val": val_dice, "seconds": time.perf_counter() - t0}
+            run.append_metrics([row])
+            if logged:
+                run.append_layer_stats(grads.rows(epoch))
+                if n_pred:
+                    with torch.no_grad():
+                        model.eval()
+                        xp = x_val[:n_pred].to(device)
+                        probs = model(xp).float().cpu().numpy()
+                        model.train()
+                    run.save_predictions(epoch, probs, splits.test.ids[:n_pred])
+                if tracker is not None:
+                    tracker.log_epoch(model, epoch)
+                for cb in callbacks:
+                    cb(model, epoch)
+            if logged or epoch % max(t.checkpoint_every, 1) == 0 or epoch == t.epochs:
+                save_checkpoint(run, model, optimizer, epoch, cfg)
+            if bar is not None:
+                bar.update(task, advance=1, status=f"loss {row['loss_train']:.4f} dice {row['dice_train']:.3f} "
+                                                   f"val {val_dice:.3f}")
+    run.log(f"finished {t.epochs} epochs: metrics in {run.path / 'metrics.csv'}, checkpoint {run.checkpoint_path}")
+    return run
+
+
+def config_from_checkpoint(path: Path) -> RunConfig:
+    return RunConfig.from_dict(json.loads(load_checkpoint(path)["config"]))

@@ -1,0 +1,124 @@
+"""The reader on the real DSB 2018 stage-1 zips (../shared/data/dsb2018 from the repository root).
+
+The full decode of 605 + 65 samples (~20 s on 2 cores) runs once, in a module fixture, into a
+temporary cache; the second load must come from the cache at least 10x faster.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infoflow.config import DataConfig
+from infoflow.data import list_ids, load_splits, read_dsb
+from infoflow.data.dsb import _open_source, _scan, code_mask_per_instance, decode_png, mask_to_bool, png_size, preprocess_mask
+
+DSB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dsb2018"
+TRAIN_ZIP, TEST_ZIP = DSB / "stage1_train.zip", DSB / "stage1_test.zip"
+
+pytestmark = pytest.mark.skipif(
+    not (TRAIN_ZIP.is_file() and TEST_ZIP.is_file()),
+    reason=f"DSB 2018 zips not found at {DSB.resolve()} (stage1_train.zip, stage1_test.zip)",
+)
+
+# Known facts (methods.md section 1): foreground fraction of the first 40 training samples
+# (sorted ids) at S = 128, by mask rule; tolerance 0.002.
+FRACTION_40 = {"code": 0.240, "linear": 0.137}
+TOL = 0.002
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("infoflow-cache")
+    cfg = DataConfig(source=str(DSB), size=128, mask_rule="code", cache_dir=str(cache))
+    t0 = time.perf_counter()
+    first = load_splits(cfg, progress=False)
+    t1 = time.perf_counter()
+    second = load_splits(cfg, progress=False)
+    t2 = time.perf_counter()
+    print(f"\nDSB 605+65 at S=128: first load {t1 - t0:.2f} s, second (cached) {t2 - t1:.3f} s")
+    return {"cfg": cfg, "cache": cache, "first": first, "second": second, "t_first": t1 - t0, "t_second": t2 - t1}
+
+
+def test_counts_shapes_dtypes_ranges(full) -> None:
+    s = full["first"]
+    for part, n in ((s.train, 605), (s.test, 65)):
+        assert len(part) == n and len(set(part.ids)) == n and part.ids == sorted(part.ids)
+        assert part.images.shape == (n, 3, 128, 128) and part.images.dtype == np.float32
+        assert part.masks.shape == (n, 1, 128, 128) and part.masks.dtype == np.float32
+        assert part.images.min() >= 0.0 and part.images.max() <= 1.0
+        assert np.array_equal(np.unique(part.masks), [0.0, 1.0])
+        # code rule: the code stored uint8, so images are multiples of 1/255
+        assert np.array_equal(np.rint(part.images * 255) / np.float32(255), part.images)
+        assert part.meta["mask_rule"] == "code" and part.meta["size"] == 128
+        assert (part.masks.reshape(n, -1).sum(axis=1) > 0).all()  # every sample has nuclei
+    assert not set(s.train.ids) & set(s.test.ids)
+    assert s.train.ids == list_ids(TRAIN_ZIP) and s.test.ids == list_ids(TEST_ZIP)
+    assert s.train.meta["sha256"] == "3dd935d07ef2adc386b299f09d38137fb95271db9834bf379396c401e4ab996b"
+
+
+def test_second_load_is_cached_identical_and_fast(full) -> None:
+    a, b = full["first"], full["second"]
+    for x, y in ((a.train, b.train), (a.test, b.test)):
+        assert x.ids == y.ids
+        assert np.array_equal(x.images, y.images) and np.array_equal(x.masks, y.masks)
+    assert full["t_first"] >= 10 * full["t_second"], (full["t_first"], full["t_second"])
+    names = [p.name for p in full["cache"].iterdir()]
+    assert len(names) == 2 and not any(n.startswith(".tmp") for n in names)
+
+
+def test_limit_is_served_from_the_full_cache(full) -> None:
+    cfg = DataConfig(**{**full["cfg"].__dict__, "limit": 7})
+    t = time.perf_counter()
+    s = load_splits(cfg, progress=False)
+    assert time.perf_counter() - t < max(5.0, full["t_first"] / 4)
+    assert s.train.ids == full["first"].train.ids[:7] and s.test.ids == full["first"].test.ids[:7]
+    assert np.array_equal(s.train.images, full["first"].train.images[:7])
+
+
+def test_fraction_first_40_code_rule(full) -> None:
+    frac = float(full["first"].train.masks[:40].mean())
+    assert abs(frac - FRACTION_40["code"]) <= TOL, frac
+
+
+def test_fraction_first_40_linear_rule() -> None:
+    ids = list_ids(TRAIN_ZIP)[:40]
+    a = read_dsb(TRAIN_ZIP, size=128, mask_rule="linear", ids=ids, progress=False)
+    assert a.ids == ids and a.meta["mask_rule"] == "linear"
+    assert np.array_equal(np.unique(a.masks), [0.0, 1.0]) and 0.0 <= a.images.min() and a.images.max() <= 1.0
+    frac = float(a.masks.mean())
+    assert abs(frac - FRACTION_40["linear"]) <= TOL, frac
+
+
+def _equality_samples():
+    """Among the first 40 training samples: the first of each image size up to 520 x 696 with
+    <= 130 nuclei (the per-instance resize of 1024 x 1024 masks takes seconds)."""
+    src = _open_source(TRAIN_ZIP)
+    seen, chosen = set(), []
+    for i, s in enumerate(_scan(src)[:40]):
+        shape = png_size(src.read(s.image), s.image)
+        if shape not in seen and len(s.masks) <= 130 and shape[0] * shape[1] <= 520 * 696:
+            seen.add(shape)
+            chosen.append((i, s))
+    return src, chosen
+
+
+def test_code_rule_union_equals_per_instance_resize_on_real_samples(full) -> None:
+    """union_k(resize(m_k) > 0) == resize(union_k m_k) > 0, exactly, at S = 128 and S = 100."""
+    src, chosen = _equality_samples()
+    assert len(chosen) >= 5  # sizes 256x256, 256x320, 260x347, 360x360, 520x696
+    checked = 0
+    for i, s in chosen:
+        inst = [np.asarray(decode_png(src.read(m), m)) for m in s.masks]  # uint8 0/255, as the code read them
+        union = np.zeros(inst[0].shape, bool)
+        for m in inst:
+            union |= m > 0
+        assert np.array_equal(union, np.logical_or.reduce([mask_to_bool(decode_png(src.read(m), m), m) for m in s.masks]))
+        slow128 = code_mask_per_instance(inst, 128)
+        assert np.array_equal(slow128, full["first"].train.masks[i, 0]), s.id  # what the reader returned
+        assert np.array_equal(code_mask_per_instance(inst, 100), preprocess_mask(union, 100, "code")), s.id
+        checked += len(inst)
+    assert checked > 100
