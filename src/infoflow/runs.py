@@ -34,6 +34,7 @@ LAYER_STATS = "layer_stats.csv"
 MI = "mi.csv"
 PROBE = "probe.npz"
 LOG = "run.log"
+PRED_INPUTS = "inputs.npz"  # in predictions/: inputs and ground truth of the predicted images
 
 
 @contextlib.contextmanager
@@ -257,6 +258,23 @@ class RunDir:
     def load_predictions(self, epoch: int) -> np.ndarray:
         with np.load(self.predictions_dir / epoch_file(epoch), allow_pickle=False) as z:
             return z["probs"].astype(np.float32)
+
+    def save_prediction_inputs(self, images: np.ndarray, masks: np.ndarray, ids: list[str]) -> None:
+        """Store, once per run, the input images and ground-truth masks of the images whose
+        predictions are saved (uint8, for figures: paper Fig. 6)."""
+        img = np.round(np.clip(np.asarray(images, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
+        atomic_savez(self.predictions_dir / PRED_INPUTS, images=img,
+                     masks=(np.asarray(masks) > 0.5).astype(np.uint8), ids=np.array(ids))
+
+    def load_prediction_inputs(self) -> dict[str, Any] | None:
+        """``{"images": (n,C,S,S) float32 in [0,1], "masks": (n,1,S,S) float32, "ids": [str]}``, or
+        None when the run did not store them (older runs)."""
+        p = self.predictions_dir / PRED_INPUTS
+        if not p.exists():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            return {"images": z["images"].astype(np.float32) / 255.0, "masks": z["masks"].astype(np.float32),
+                    "ids": [str(i) for i in z["ids"]]}
 
     def prediction_epochs(self) -> list[int]:
         if not self.predictions_dir.is_dir():

@@ -277,6 +277,8 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bo
 
         tracker = MITracker.for_run(run, cfg, splits, device=device)
     n_pred = min(t.n_predictions, len(x_val))
+    if n_pred:  # inputs and ground truth of the predicted images, for the figures (paper Fig. 6)
+        run.save_prediction_inputs(splits.test.images[:n_pred], splits.test.masks[:n_pred], splits.test.ids[:n_pred])
     if start == 0:
         run.log(f"training {cfg.name}: model skips {cfg.model.skip_mask()}, width {cfg.model.width}, "
                 f"S={cfg.data.size}, {len(x_train)} train / {len(x_val)} val images, device {device}")

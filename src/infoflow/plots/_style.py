@@ -15,6 +15,10 @@ import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+#: Tick labels as plain numbers ("200", "0.5"), never "2 x 10^2".
+PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
 
 #: Colour map of epochs: dark early epochs, yellow at the last logged epoch (as in the paper).
 EPOCH_CMAP = "plasma"
@@ -53,25 +57,25 @@ def epoch_norm(epochs: Iterable[int]) -> mcolors.Normalize:
 
 def epoch_colorbar(fig: Figure, norm: mcolors.Normalize, ax, *, label: str = "epoch", **kw):
     from matplotlib.cm import ScalarMappable
-    from matplotlib.ticker import LogLocator, ScalarFormatter
+    from matplotlib.ticker import LogLocator
 
     sm = ScalarMappable(norm=norm, cmap=EPOCH_CMAP)
     cb = fig.colorbar(sm, ax=ax, **kw)
     cb.set_label(label)
     if isinstance(norm, mcolors.LogNorm):
         cb.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        fmt = ScalarFormatter()
-        fmt.set_scientific(False)
-        cb.ax.yaxis.set_major_formatter(fmt)
-        cb.ax.yaxis.set_minor_formatter(fmt if norm.vmax / norm.vmin < 20 else _no_label())
+        cb.ax.yaxis.set_major_formatter(PLAIN)
+        cb.ax.yaxis.set_minor_formatter(PLAIN if norm.vmax / norm.vmin < 20 else NullFormatter())
     cb.ax.set_gid("epoch-colorbar")
     return cb
 
 
-def _no_label():
-    from matplotlib.ticker import NullFormatter
-
-    return NullFormatter()
+def log_epoch_axis(ax, span: float) -> None:
+    """Log x axis of epochs with plain numbers (1, 10, 100; minor ticks labelled when the axis
+    spans less than about one decade)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_formatter(PLAIN if span < 15 else NullFormatter())
 
 
 def grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:

@@ -123,7 +123,7 @@ def _as_rows(acts: Any) -> torch.Tensor:
         raise ProbeError(f"activations must be floating point, got {t.dtype}")
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    return t.reshape(t.shape[0], -1)
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
 @contextmanager

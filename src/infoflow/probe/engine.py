@@ -115,6 +115,10 @@ def _as_images(images: Any) -> torch.Tensor:
     return t
 
 
+def _fmt_bytes(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{int(n)} bytes"
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -231,8 +235,8 @@ def probe_layers(
             if held > memory_budget_bytes:
                 warnings.warn(
                     ProbeWarning(
-                        f"probe layer {pairs[g[0]][0]!r} alone needs {held / 2**20:.1f} MiB of activations, "
-                        f"more than the budget of {memory_budget_bytes / 2**20:.1f} MiB; processing it anyway"
+                        f"probe layer {pairs[g[0]][0]!r} alone needs {_fmt_bytes(held)} of activations, "
+                        f"more than the budget of {_fmt_bytes(memory_budget_bytes)}; processing it anyway"
                     ),
                     stacklevel=2,
                 )
@@ -271,7 +275,7 @@ def probe_layers(
                     raise _StopForward
 
             names = [pairs[i][0] for i in group]
-            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {peak / 2**20:.0f} MiB)")
+            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {_fmt_bytes(sum(b.numel() * 4 for b in bufs.values()))})")
             hooked = [pairs[i] for i in group]
             with torch.no_grad(), forward_hooks(hooked, lambda j, nm, o, _g=group: grab(_g[j], nm, o)):
                 for s in range(0, n, batch_size):

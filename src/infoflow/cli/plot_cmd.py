@@ -1,0 +1,95 @@
+"""``infoflow plot RUN`` and ``infoflow report RUN [RUN...]``; :func:`finish_run` for the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from ..runs import RunDir
+from . import app
+
+
+def _epochs(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--epochs takes comma-separated epoch numbers, e.g. 1,10,100; got {text!r}") from None
+    if not vals:
+        raise ConfigError(f"--epochs takes comma-separated epoch numbers, got {text!r}")
+    return vals
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    fmts = tuple(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip())
+    bad = [f for f in fmts if f not in ("png", "pdf", "svg")]
+    if not fmts or bad:
+        raise ConfigError(f"--format takes png, pdf and/or svg (comma-separated), got {text!r}")
+    return fmts
+
+
+@app.command("plot")
+def plot_command(
+    run: Path = typer.Argument(..., help="run directory"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the figures (default RUN/figures)"),
+    estimator: Optional[str] = typer.Option(None, "--estimator", help="kde_upper (default), kde_lower, bin or renyi"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="e.g. noise_var=1.0 or bin=0.2 (default: the first)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="output classes: kmeans (default) or coarse"),
+    epochs: Optional[str] = typer.Option(None, "--epochs", help="U-Plot epochs, e.g. 1,10,100 (default: the paper code's)"),
+    fmt: str = typer.Option("png,pdf", "--format", help="file formats, comma-separated"),
+    dpi: int = typer.Option(150, "--dpi", help="PNG resolution"),
+) -> None:
+    """Write every figure of a run (information planes, U-Plots, MI and Dice curves, masks) into RUN/figures."""
+    from ..plots import plot_run
+
+    r = RunDir.open(run)
+    paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
+                              labels=labels, uplot_epochs=_epochs(epochs))
+    folder = paths[0].parent if paths else (out or r.figures_dir)
+    typer.echo(f"{len(paths)} figure files written to {folder}")
+    for stem, why in skipped.items():
+        typer.echo(f"  skipped {stem}: {why}")
+
+
+@app.command("report")
+def report_command(
+    runs: list[Path] = typer.Argument(..., help="one or more run directories"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="HTML file (default RUN/report.html; several runs: report.html in their common folder)"),
+    estimator: Optional[str] = typer.Option(None, "--estimator", help="estimator of the figures (default kde_upper)"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="its setting (default: the first)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="output classes (default kmeans)"),
+    title: Optional[str] = typer.Option(None, "--title", help="report title"),
+) -> None:
+    """Write one self-contained HTML report (figures, config, data, estimates, ceilings, claims) of runs."""
+    from ..report import write_report
+
+    rs = [RunDir.open(r) for r in runs]
+    path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels)
+    typer.echo(f"report written to {path}")
+
+
+def finish_run(run: RunDir | str | Path, *, echo: bool = True) -> tuple[list[Path], Path]:
+    """All figures of ``run`` into RUN/figures and its report into RUN/report.html (the figures are
+    drawn once for both); prints where they are. Returns (figure files, report path)."""
+    from ..plots import make_figures, savefig
+    from ..report import write_report
+
+    r = run if isinstance(run, RunDir) else RunDir.open(run)
+    figs, skipped = make_figures(r)
+    r.figures_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for stem, fig in figs.items():
+        paths += savefig(fig, r.figures_dir / stem)
+    report = write_report(r, prepared={str(r.path): (figs, skipped)})
+    r.log(f"figures written to {r.figures_dir}; report {report}")
+    if echo:
+        typer.echo(f"figures: {r.figures_dir} ({len(figs)} figures, PNG and PDF)")
+        for stem, why in skipped.items():
+            typer.echo(f"  skipped {stem}: {why}")
+        typer.echo(f"report:  {report}  (open it in a browser)")
+    return paths, report

@@ -1,0 +1,109 @@
+"""Figures of a run (every figure of Lee & Bajic 2021) from what its run directory stores.
+
+Each plot function takes results (a :class:`~infoflow.runs.RunDir`, a run path, a tidy MI
+table, or a list of them for several seeds) and an optional ``ax``/``fig``, and returns the
+matplotlib Figure; saving is the caller's (:func:`plot_run` writes all figures of a run).
+
+* :func:`information_planes` -- Fig. 3: one panel per probe layer, x = I(X;M), y = I(Y;M).
+* :func:`uplots` / :func:`uplot` -- Fig. 4: MI against layer index, one line per epoch.
+* :func:`mi_vs_epoch` -- I(X;M) and I(Y;M) of each layer against epoch.
+* :func:`layer_stats` -- weight norms and gradient signal-to-noise per layer against epoch.
+* :func:`dice_curves` -- Fig. 5: Dice (training solid, validation dashed), one colour per model.
+* :func:`predicted_masks` -- Fig. 6: input, ground truth and predictions at chosen epochs.
+* :func:`class_examples` -- Fig. 2: masks grouped by output class (coarsening, K-means).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from ..errors import InfoflowError
+from ..runs import RunDir
+from ._data import CODE_UPLOT_EPOCHS, Network, Selection, network_from_config, select, uplot_epochs
+from ._style import png_bytes, savefig
+from .curves import default_label, dice_curves, group_runs, layer_stats, mi_vs_epoch
+from .masks import class_examples, predicted_masks
+from .planes import information_planes
+from .uplots import draw_skips, uplot, uplots
+
+__all__ = [
+    "CODE_UPLOT_EPOCHS", "FIGURES", "Network", "Selection", "class_examples", "default_label", "dice_curves",
+    "draw_skips", "group_runs", "information_planes", "layer_stats", "make_figures", "mi_vs_epoch",
+    "network_from_config", "plot_run", "png_bytes", "predicted_masks", "savefig", "select", "uplot",
+    "uplot_epochs", "uplots",
+]  # fmt: skip
+
+#: The figures of one run, in report order: (file stem, caption).
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("information_planes", "Information planes (paper Fig. 3): one panel per layer, x = I(X;M), y = I(Y;M), "
+                           "colour = epoch; dashed lines: the ceilings log2 N (vertical) and H(Y) (horizontal); "
+                           "red frame: some estimate of that layer sits at its ceiling."),
+    ("uplots", "U-Plots (paper Fig. 4): I(X;M_i) and I(Y;M_i) against layer index, one line per epoch; dotted: "
+               "merge layers; arcs: skip connections (dashed with a cross: removed)."),
+    ("mi_vs_epoch", "I(X;M) and I(Y;M) of each layer against epoch (log axis), ceilings dashed."),
+    ("layer_stats", "Weight norm and gradient signal-to-noise ratio of each layer against epoch."),
+    ("dice", "Dice coefficient, training (solid) and validation (dashed) (paper Fig. 5)."),
+    ("predictions", "Input, ground truth and predicted masks at several epochs (paper Fig. 6)."),
+    ("classes_coarse", "Output classes by spatial coarsening: four masks per class (paper Fig. 2a)."),
+    ("classes_kmeans", "Output classes by K-means: four masks per class (paper Fig. 2b)."),
+)
+
+
+def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: str | None = None,
+                 labels: str | None = None, uplot_epochs: Sequence[int] | None = None,
+                 only: Sequence[str] | None = None) -> tuple[dict[str, Figure], dict[str, str]]:
+    """Draw every figure a run's stored results allow.
+
+    Returns ``(figures, skipped)``: ``{stem: Figure}`` in :data:`FIGURES` order and
+    ``{stem: reason}`` for figures the run cannot give (no MI table, no predictions, ...).
+    """
+    run = run if isinstance(run, RunDir) else RunDir.open(run)
+    sel = {"estimator": estimator, "setting": setting, "labels": labels}
+    makers: dict[str, Callable[[], Figure]] = {
+        "information_planes": lambda: information_planes(run, **sel),
+        "uplots": lambda: uplots(run, epochs=uplot_epochs, **sel),
+        "mi_vs_epoch": lambda: mi_vs_epoch(run, **sel),
+        "layer_stats": lambda: layer_stats(run),
+        "dice": lambda: dice_curves([run], title=f"{_name(run)}: Dice, training (solid), validation (dashed)"),
+        "predictions": lambda: predicted_masks(run),
+        "classes_coarse": lambda: class_examples(run, "coarse"),
+        "classes_kmeans": lambda: class_examples(run, "kmeans"),
+    }
+    figs: dict[str, Figure] = {}
+    skipped: dict[str, str] = {}
+    for stem, _ in FIGURES:
+        if only is not None and stem not in only:
+            continue
+        try:
+            figs[stem] = makers[stem]()
+        except InfoflowError as exc:  # RunError, missing tables: the run cannot give this figure
+            skipped[stem] = str(exc)
+    return figs, skipped
+
+
+def _name(run: RunDir) -> str:
+    from ._data import run_name
+
+    return run_name(run)
+
+
+def plot_run(run: RunDir | str, out_dir: str | Path | None = None, *, formats: Sequence[str] = ("png", "pdf"),
+             dpi: int = 150, **kwargs: Any) -> tuple[list[Path], dict[str, str]]:
+    """Write every figure of ``run`` into ``out_dir`` (default ``RUN/figures``) in ``formats``.
+
+    Returns ``(paths written, {figure: why it was skipped})``. Keyword arguments go to
+    :func:`make_figures` (estimator, setting, labels, uplot_epochs, only).
+    """
+    run = run if isinstance(run, RunDir) else RunDir.open(run)
+    out = Path(out_dir) if out_dir is not None else run.figures_dir
+    out.mkdir(parents=True, exist_ok=True)
+    figs, skipped = make_figures(run, **kwargs)
+    paths: list[Path] = []
+    for stem, fig in figs.items():
+        paths += savefig(fig, out / stem, formats, dpi=dpi)
+    run.log(f"figures written to {out}: {', '.join(figs)}" + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+    return paths, skipped

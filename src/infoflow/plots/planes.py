@@ -1,0 +1,105 @@
+"""Information planes (paper Fig. 3): one panel per probe layer, x = I(X;M), y = I(Y;M)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import _data, _style
+
+
+def information_planes(source: Any, *, estimator: str | None = None, setting: str | None = None,
+                       labels: str | None = None, layers: Sequence[int] | None = None,
+                       fig: Figure | None = None, ncols: int | None = None, title: str | None = None) -> Figure:
+    """Information planes of every probe layer.
+
+    Args:
+        source: a run (``RunDir`` or path), a tidy MI table, or a list of them (seeds of one
+            model: the panels then show the median across runs with min-max bars).
+        estimator, setting, labels: which estimates (default ``kde_upper``, its first setting,
+            ``kmeans``).
+        layers: probe-layer indices to draw (default: all).
+        fig: a figure to draw into (default: a new one).
+
+    Each panel: points coloured by epoch (log colour scale spanning exactly the logged epochs,
+    one colour bar for the figure), a thin line joining consecutive epochs, dashed guides at the
+    ceilings ``log2 N`` (vertical) and ``H(Y)`` (horizontal). A panel with any estimate at its
+    ceiling gets a red frame and the note "at log2N" and/or "at H(Y)".
+    """
+    pts, sel, n_runs = _data.planes(source, estimator, setting, labels)
+    all_layers = sorted(pts["layer"].unique())
+    layers = all_layers if layers is None else [int(i) for i in layers]
+    epochs = sorted(pts["epoch"].unique())
+    norm = _style.epoch_norm(epochs)
+    n = len(layers)
+    nrows, nc = _style.grid_shape(n, ncols)
+    if fig is None:
+        fig = _style.new_figure(2.2 * nc + 1.2, 2.0 * nrows + 0.8)
+    else:
+        _style.ensure_canvas(fig)
+    axes, nc = _style.panel_grid(fig, n, ncols=nc)
+
+    log2n = float(np.nanmax(pts["log2n"])) if pts["log2n"].notna().any() else np.nan
+    h_y = float(np.nanmax(pts["h_y"])) if "h_y" in pts and pts["h_y"].notna().any() else np.nan
+    xmax = np.nanmax([log2n, np.nanmax(_hi(pts, "I_XM"))]) * 1.06
+    ymax = np.nanmax([h_y, np.nanmax(_hi(pts, "I_YM"))]) * 1.08
+    xmin = min(0.0, float(np.nanmin(_lo(pts, "I_XM")))) if pts["I_XM"].notna().any() else 0.0
+    ymin = min(0.0, float(np.nanmin(_lo(pts, "I_YM")))) if pts["I_YM"].notna().any() else 0.0
+    cmap = _style.EPOCH_CMAP
+
+    for i, (ax, layer) in enumerate(zip(axes, layers)):
+        d = pts[pts["layer"] == layer].sort_values("epoch")
+        ax.set_gid(f"plane-{layer}")
+        name = str(d["name"].iloc[0]) if len(d) else ""
+        ax.set_title(f"{layer}: {name}", fontsize=8, loc="left")
+        if np.isfinite(log2n):
+            ax.axvline(log2n, gid="ceiling-log2n", **_style.CEILING_STYLE)
+        if np.isfinite(h_y):
+            ax.axhline(h_y, gid="ceiling-h_y", **_style.CEILING_STYLE)
+        if n_runs > 1:
+            ax.errorbar(d["I_XM"], d["I_YM"], xerr=[d["I_XM"] - d["I_XM_lo"], d["I_XM_hi"] - d["I_XM"]],
+                        yerr=[d["I_YM"] - d["I_YM_lo"], d["I_YM_hi"] - d["I_YM"]], fmt="none",
+                        ecolor="0.75", elinewidth=0.6, zorder=1)
+        ax.plot(d["I_XM"], d["I_YM"], color="0.55", lw=0.6, zorder=2)
+        ax.scatter(d["I_XM"], d["I_YM"], c=d["epoch"], cmap=cmap, norm=norm, s=14, edgecolors="none", zorder=3)
+        notes = []
+        if bool(d["ceil_x"].any()):
+            notes.append("at log2N")
+        if bool(d["ceil_y"].any()):
+            notes.append("at H(Y)")
+        if notes:
+            for sp in ax.spines.values():
+                sp.set_edgecolor(_style.CEILING_MARK_COLOR)
+                sp.set_linewidth(1.4)
+            ax.set_title(", ".join(notes), loc="right", fontsize=6.5, color=_style.CEILING_MARK_COLOR)
+            ax.set_gid(f"plane-{layer}-at-ceiling")
+        ax.tick_params(labelsize=7)
+        if _style.is_bottom(i, n, nc):
+            ax.set_xlabel(_style.QTY_LABEL["I_XM"], fontsize=8)
+        if i % nc == 0:
+            ax.set_ylabel(_style.QTY_LABEL["I_YM"], fontsize=8)
+    axes[0].set_xlim(xmin - 0.02 * (xmax - xmin), xmax)  # points at 0 stay whole
+    axes[0].set_ylim(ymin - 0.03 * (ymax - ymin), ymax)
+    _style.epoch_colorbar(fig, norm, axes, shrink=0.6, aspect=30)
+    seeds = f"; median of {n_runs} runs, bars: min-max" if n_runs > 1 else ""
+    head = title or _title(source)
+    fig.suptitle(f"{head}information planes: {sel.describe()}; dashed: log2 N = {log2n:.2f}, "
+                 f"H(Y) = {h_y:.2f} bits{seeds}", fontsize=10)
+    return fig
+
+
+def _hi(pts: pd.DataFrame, c: str) -> pd.Series:
+    return pts[f"{c}_hi"] if f"{c}_hi" in pts else pts[c]
+
+
+def _lo(pts: pd.DataFrame, c: str) -> pd.Series:
+    return pts[f"{c}_lo"] if f"{c}_lo" in pts else pts[c]
+
+
+def _title(source: Any) -> str:
+    run = _data.first_run(source) if not isinstance(source, pd.DataFrame) else None
+    return f"{_data.run_name(run)}: " if run is not None else ""

@@ -1,0 +1,21 @@
+"""One self-contained HTML report of one or several runs (figures embedded as base64 PNG).
+
+* :func:`write_report` -- write the report of runs to a file (default ``RUN/report.html``).
+* :func:`render_report` -- the same document as a string.
+* :func:`data_facts`, :func:`final_estimates`, :func:`ceiling_warnings`, :func:`read_claims` --
+  the pieces, usable on their own.
+"""
+
+from .html import (
+    CLAIMS_FILE,
+    ceiling_warnings,
+    data_facts,
+    final_estimates,
+    read_claims,
+    render_report,
+    run_summary,
+    write_report,
+)
+
+__all__ = ["CLAIMS_FILE", "ceiling_warnings", "data_facts", "final_estimates", "read_claims", "render_report",
+           "run_summary", "write_report"]

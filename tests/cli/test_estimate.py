@@ -1,0 +1,71 @@
+"""`infoflow estimate` recomputes the stored table bit for bit from the stored matrices."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from infoflow.cli import main
+from infoflow.config import RunConfig
+from infoflow.errors import RunError
+from infoflow.models import PROBE_LAYERS
+from infoflow.runs import RunDir
+from infoflow.tracker import reestimate
+from infoflow.train import train
+
+TINY = {"name": "tiny", "data.source": "synthetic", "data.size": 32, "data.n_synthetic": 48, "model.width": 4,
+        "train.epochs": 3, "train.batch_size": 8, "train.optimizer": "adam", "mi.kmeans_k": 4,
+        "mi.noise_var": (0.2, 1.0), "mi.bin_size": (0.1, 0.2)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train(RunConfig().override(**TINY), tmp_path_factory.mktemp("est") / "run", progress=False)
+
+
+def test_training_records_all_23_layers_at_logged_epochs(run):
+    mi = run.read_mi()
+    assert sorted(mi["epoch"].unique()) == [1, 2, 3] == run.matrix_epochs()
+    assert list(mi.drop_duplicates("layer")["name"]) == list(PROBE_LAYERS)
+    assert set(mi["estimator"]) == {"kde_upper", "kde_lower", "bin", "renyi"}
+    assert set(mi["labels"]) == {"none", "kmeans", "coarse"}
+    m = run.load_matrices(1)
+    assert m.dist.shape == (23, 43, 43) and m.dist.dtype == np.float32
+    assert np.all(m.dist == m.dist.transpose(0, 2, 1)) and np.all(np.diagonal(m.dist, axis1=1, axis2=2) == 0)
+
+
+def test_reestimate_with_the_runs_settings_is_bit_for_bit(run):
+    cfg = RunConfig.from_dict(run.read_config())
+    again = reestimate(run, cfg.mi)
+    pd.testing.assert_frame_equal(again, run.read_mi(), check_exact=True, check_dtype=False)
+
+
+def test_cli_estimate_writes_the_same_table(run, tmp_path):
+    out = tmp_path / "same.csv"
+    assert main(["estimate", str(run.path), "--out", str(out), "--quiet"]) == 0
+    assert out.read_text() == (run.path / "mi.csv").read_text()
+
+
+def test_cli_noise_variance_sweep_is_one_call(run, tmp_path):
+    out = tmp_path / "sweep.csv"
+    assert main(["estimate", str(run.path), "--noise-var", "0.01,1,100", "--labels", "kmeans", "--k", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out)
+    kde = table[table["estimator"] == "kde_upper"]
+    assert set(kde["setting"]) == {"noise_var=0.01", "noise_var=1.0", "noise_var=100.0"}
+    assert set(table["labels"]) == {"none", "kmeans"}
+    # a wider kernel can only blur the samples together: I(X;M) falls as the noise variance grows
+    ixm = kde[kde["quantity"] == "I_XM"].pivot_table(index=["epoch", "layer"], columns="setting", values="value")
+    assert (ixm["noise_var=0.01"] >= ixm["noise_var=1.0"] - 1e-9).all()
+    assert (ixm["noise_var=1.0"] >= ixm["noise_var=100.0"] - 1e-9).all()
+
+
+def test_probe_subset_and_errors(run, tmp_path, capsys):
+    out = tmp_path / "sub.csv"
+    assert main(["estimate", str(run.path), "--probe-subset", "20", "--out", str(out), "--quiet"]) == 0
+    assert set(pd.read_csv(out)["n"]) == {20}
+    assert main(["estimate", str(run.path), "--epochs", "7", "--quiet"]) == 2
+    assert "epoch(s) [7]" in capsys.readouterr().err
+    assert main(["estimate", str(tmp_path / "nope")]) == 2
+    empty = RunDir.create(tmp_path / "empty", RunConfig().to_dict())
+    with pytest.raises(RunError, match="has no probe.npz: the run recorded no MI"):
+        reestimate(empty, RunConfig().mi)

@@ -1,0 +1,167 @@
+"""pairwise_sq_dists(): accurate squared distances, checked against float64 direct sums."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from infoflow.errors import ProbeError
+from infoflow.probe import DEFAULT_NEAR, near_for, pairwise_sq_dists
+
+NEAR = 400.0
+
+
+def exact(a: np.ndarray) -> np.ndarray:
+    """Reference: sum_k (a_ik - a_jk)^2 with float64 differences and sums, pair by pair."""
+    a64 = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    n = len(a64)
+    out = np.zeros((n, n))
+    for i in range(n - 1):
+        diff = a64[i + 1 :] - a64[i]
+        out[i, i + 1 :] = np.einsum("ij,ij->i", diff, diff)
+    return out + out.T
+
+
+def check(d: np.ndarray, ref: np.ndarray, near: float = NEAR, near_tol: float = 1e-9, far_tol: float = 1e-5) -> None:
+    n = len(ref)
+    assert d.dtype == np.float64 and d.shape == (n, n)
+    assert np.array_equal(d, d.T)
+    assert np.all(np.diag(d) == 0)
+    assert np.all(d >= 0)
+    iu = np.triu_indices(n, 1)
+    got, want = d[iu], ref[iu]
+    close = want < near
+    zero = want == 0
+    assert np.all(got[zero] == 0)
+    rel = np.abs(got - want) / np.where(zero, 1.0, want)
+    if close.any():
+        assert rel[close].max() <= near_tol, rel[close].max()
+    if (~close).any():
+        assert rel[~close].max() <= far_tol, rel[~close].max()
+
+
+@pytest.fixture(scope="module")
+def offset_hard() -> np.ndarray:
+    """N = 40, D = 262,144: offset 1000 + small noise, with near duplicates and exact duplicates."""
+    rng = np.random.default_rng(0)
+    n, d = 40, 262_144
+    a = (1000.0 + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
+    a[1] = a[0]
+    a[1, :3] += np.float32(1e-3)  # differs in 3 coordinates by ~1e-3
+    a[2] = a[0]
+    a[2, 12345] -= np.float32(1e-3)
+    a[3] = a[0]  # exact duplicate
+    a[5] = a[4] + (1e-3 * rng.standard_normal(d)).astype(np.float32)  # close everywhere
+    a[7] = a[6] + (0.02 * rng.standard_normal(d)).astype(np.float32)  # d ~ 100 < near
+    return a
+
+
+def test_offset_and_near_duplicates_at_full_size(offset_hard: np.ndarray) -> None:
+    a = offset_hard
+    before = a.copy()
+    stats: dict = {}
+    d = pairwise_sq_dists(a, near=NEAR, stats=stats)
+    ref = exact(a)
+    check(d, ref)
+    assert np.array_equal(a, before)  # input untouched
+    assert d[0, 3] == 0.0
+    assert 0 < d[0, 2] < 1e-5 and 0 < d[0, 1] < 1e-5
+    assert stats["pairs"] == 40 * 39 // 2
+    assert stats["gram32"] + stats["gram64"] + stats["direct"] == stats["pairs"]
+    n_near = int((ref[np.triu_indices(40, 1)] < NEAR).sum())
+    assert stats["gram64"] + stats["direct"] >= n_near  # no near pair from the float32 Gram
+    # the case is hard: the textbook float32 Gram formula is useless here
+    t = torch.from_numpy(a)
+    g = (t @ t.T).double()
+    naive = (torch.diag(g)[:, None] + torch.diag(g)[None] - 2 * g).numpy()
+    iu = np.triu_indices(40, 1)
+    assert np.max(np.abs(naive[iu] - ref[iu]) / np.maximum(ref[iu], 1e-300)) > 0.5
+
+
+def test_small_values_near_duplicates_and_float64_tiers() -> None:
+    rng = np.random.default_rng(1)
+    n, d = 30, 20_000
+    a = rng.standard_normal((n, d)).astype(np.float32)
+    a[1] = a[0]
+    a[1, [3, 7, 11]] += np.float32(1e-3)
+    a[2] = a[0] * np.float32(1 + 1e-6)
+    stats: dict = {}
+    out = pairwise_sq_dists(a, stats=stats)
+    check(out, exact(a))
+    assert stats["gram64"] + stats["direct"] == 3  # the three close pairs among rows 0, 1, 2
+
+
+def test_degenerate_layer_all_pairs_near_uses_float64_gram() -> None:
+    """Every pair below `near` (a flat layer): tier 2 takes most, results still exact."""
+    rng = np.random.default_rng(2)
+    n, d = 50, 16_384
+    a = (0.5 + 0.05 * rng.standard_normal((n, d))).astype(np.float32)  # d ~ 80 < near
+    stats: dict = {}
+    out = pairwise_sq_dists(a, near=NEAR, stats=stats)
+    ref = exact(a)
+    assert ref.max() < NEAR
+    check(out, ref)
+    assert stats["gram32"] == 0 and stats["gram64"] > stats["direct"]
+
+
+def test_correlated_rows_and_heavy_tails() -> None:
+    rng = np.random.default_rng(3)
+    n, d = 30, 50_000
+    base = rng.standard_normal(d)
+    a = (base + 0.05 * rng.standard_normal((n, d)) * rng.uniform(0.5, 2, (n, 1))).astype(np.float32)
+    check(pairwise_sq_dists(a, near=1.0), exact(a), near=1.0)
+    h = rng.standard_cauchy((n, d)).astype(np.float32)
+    check(pairwise_sq_dists(h, near=1.0), exact(h), near=1.0)
+
+
+def test_permutation_covariance_and_input_types() -> None:
+    rng = np.random.default_rng(4)
+    a = (3.0 + rng.standard_normal((25, 6, 10, 10))).astype(np.float32)
+    a[4] = a[9]
+    a[5] = a[8] + np.float32(1e-3)
+    d = pairwise_sq_dists(a)
+    ref = exact(a)
+    check(d, ref)
+    perm = rng.permutation(25)
+    dp = pairwise_sq_dists(a[perm])
+    np.testing.assert_allclose(dp, d[np.ix_(perm, perm)], rtol=1e-9, atol=0)
+    dt = pairwise_sq_dists(torch.from_numpy(a))
+    np.testing.assert_allclose(dt, d, rtol=1e-9, atol=0)
+    d64 = pairwise_sq_dists(a.astype(np.float64))
+    check(d64, ref)
+    dtorch = pairwise_sq_dists(a, backend="torch")
+    check(dtorch, ref)
+    ro = a.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(pairwise_sq_dists(ro), d)
+
+
+def test_near_zero_and_edge_shapes() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((12, 300)).astype(np.float32)
+    check(pairwise_sq_dists(a, near=0.0), exact(a), near=0.0)
+    assert pairwise_sq_dists(a[:1]).shape == (1, 1)
+    assert pairwise_sq_dists(np.zeros((0, 5), np.float32)).shape == (0, 0)
+    np.testing.assert_array_equal(pairwise_sq_dists(np.ones((4, 7), np.float32)), np.zeros((4, 4)))
+
+
+def test_errors() -> None:
+    a = np.ones((3, 4), np.float32)
+    a[1, 2] = np.nan
+    with pytest.raises(ProbeError, match="NaN"):
+        pairwise_sq_dists(a)
+    with pytest.raises(ProbeError, match="shape"):
+        pairwise_sq_dists(np.ones(5, np.float32))
+    with pytest.raises(ProbeError, match="floating"):
+        pairwise_sq_dists(np.ones((3, 3), np.int64))
+    with pytest.raises(ProbeError, match="near"):
+        pairwise_sq_dists(np.ones((3, 3), np.float32), near=-1)
+
+
+def test_near_for() -> None:
+    assert near_for([0.2, 1.0]) == 400.0
+    assert near_for([0.2], factor=300) == pytest.approx(60.0)
+    assert DEFAULT_NEAR == 400.0
+    with pytest.raises(ProbeError):
+        near_for([])
