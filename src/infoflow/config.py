@@ -83,6 +83,7 @@ class MIConfig:
     coarse_threshold: float | None = None  # pixels per block above which a block is 1; None: block area / 16 (64 at S=128)
     renyi_alpha: float = 1.01  # alpha of the matrix-based Renyi estimator
     estimators: tuple[str, ...] = ("kde", "bin", "renyi")  # which estimators to run online
+    widths: tuple[str, ...] = ("fixed",)  # kernel widths of KDE and Renyi: "fixed" (each noise_var, the paper's), "fixed:S2", "rel:F" (F x median pairwise squared distance), "silverman[:F]" (see docs/estimates.md)
     memory_budget_gb: float = 3.0  # activations held at once while building distance matrices
     batch_size: int = 32  # probe forward batch size
     store_matrices: bool = True  # keep distance matrices in the run (needed by `infoflow estimate`)
@@ -95,6 +96,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     mi: MIConfig = field(default_factory=MIConfig)
     name: str = "run"  # human-readable name, shown in figures and the report
+    network: dict[str, Any] | None = None  # probe layers and skip pairs of a network other than infoflow's U-Net
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class TensorBoardLogger:
     def __init__(self, run: RunDir | str | os.PathLike[str], *, estimator: str | None = None,
                  setting: str | None = None, labels: str | None = None, plane_every: int = 1,
                  all_estimators: bool = False, log_dir: str | os.PathLike[str] | None = None) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:  # fail before training, not after epoch 1
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install 'infoflow[tensorboard]'")
         self.run = run if isinstance(run, RunDir) else RunDir(run)
         self.log_dir = Path(log_dir) if log_dir is not None else self.run.path / "tensorboard"
         self.estimator, self.setting, self.labels = estimator, setting, labels

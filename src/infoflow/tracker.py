@@ -97,10 +97,11 @@ def make_labelings(probe_masks: np.ndarray, fit_masks: np.ndarray, mi: MIConfig)
 
 def estimate_matrices(m: Matrices, labelings: dict[str, np.ndarray], *, noise_vars: Sequence[float],
                       estimators: Sequence[str], renyi_alpha: float,
-                      subset: np.ndarray | None = None) -> pd.DataFrame:
+                      subset: np.ndarray | None = None, widths: Sequence[str] | None = None) -> pd.DataFrame:
     """The tidy table of estimates of one logged epoch from what the run stores for it.
 
     ``subset``: indices of probe samples to keep (re-estimation on a probe subset).
+    ``widths``: kernel-width rules of KDE and Renyi (``MIConfig.widths``; None: fixed ``noise_vars``).
     """
     from .estimators import estimate_layers
 
@@ -114,7 +115,7 @@ def estimate_matrices(m: Matrices, labelings: dict[str, np.ndarray], *, noise_va
     return estimate_layers(
         dist, names=list(m.names), dims=[int(d) for d in m.dims], epoch=m.epoch, labelings=labs,
         noise_vars=list(noise_vars), bin_codes=codes if "bin" in estimators else None,
-        dist_x=dist_x, renyi_alpha=renyi_alpha, estimators=tuple(estimators))
+        dist_x=dist_x, renyi_alpha=renyi_alpha, estimators=tuple(estimators), widths=widths)
 
 
 class MITracker:
@@ -182,7 +183,7 @@ class MITracker:
         if mi.store_matrices:
             self.run.save_matrices(m)
         table = estimate_matrices(m, self.probe.labelings, noise_vars=mi.noise_var, estimators=mi.estimators,
-                                  renyi_alpha=mi.renyi_alpha)
+                                  renyi_alpha=mi.renyi_alpha, widths=mi.widths)
         self.run.append_mi(table)
         at_ceiling = table[table["at_ceiling"] & (table["quantity"] == "I_XM")]
         if len(at_ceiling):
@@ -227,5 +228,6 @@ def reestimate(run: RunDir, mi: MIConfig, *, epochs: Sequence[int] | None = None
         iterator = track(todo, description="re-estimating")
     for epoch in iterator:
         frames.append(estimate_matrices(run.load_matrices(epoch), labelings, noise_vars=mi.noise_var,
-                                        estimators=mi.estimators, renyi_alpha=mi.renyi_alpha, subset=subset))
+                                        estimators=mi.estimators, renyi_alpha=mi.renyi_alpha, subset=subset,
+                                        widths=mi.widths))
     return pd.concat(frames, ignore_index=True)

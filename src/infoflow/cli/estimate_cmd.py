@@ -32,6 +32,21 @@ def estimate_command(
     probe_subset: Optional[int] = typer.Option(None, "--probe-subset", help="use a seeded random subset of this many probe samples"),
     subset_seed: int = typer.Option(0, "--subset-seed", help="seed of --probe-subset"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (default RUN/estimates/mi-<settings>.csv)"),
+    width: Optional[str] = typer.Option(None, "--width", help="kernel widths of KDE and Renyi, comma-separated: "
+                                        "fixed (each --noise-var), fixed:S2, rel:F (F x median squared distance), "
+                                        "silverman[:F]; e.g. rel:0.1,rel:1,silverman,fixed:0.2 (docs/estimates.md)"),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help="also write <out>.uncertainty.csv (subsampling "
+                                     "intervals, permutation baseline of I(Y;M)) and <out>.subsamples.csv (trend with N)"),
+    unc_estimators: str = typer.Option("kde_upper", "--unc-estimators", help="estimators of --uncertainty: kde, "
+                                       "kde_upper, kde_lower, bin, renyi"),
+    repeats: int = typer.Option(20, "--repeats", help="--uncertainty: random subsets per subset size"),
+    permutations: int = typer.Option(20, "--permutations", help="--uncertainty: label permutations (0: none)"),
+    fractions: str = typer.Option("0.25,0.5,0.75,1", "--fractions", help="--uncertainty: subset sizes as fractions of N"),
+    level: float = typer.Option(0.9, "--level", help="--uncertainty: level of the intervals"),
+    unc_layers: Optional[str] = typer.Option(None, "--unc-layers", help="--uncertainty: probe layer indices (default all)"),
+    unc_seed: int = typer.Option(0, "--unc-seed", help="--uncertainty: seed of subsets and permutations"),
+    robustness: bool = typer.Option(False, "--robustness", help="check the paper's claims under each kde_upper "
+                                    "setting; write <out>.robustness.csv and <out>.robustness-summary.csv"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Recompute MI from a run's stored distance matrices with any settings, without the network."""
@@ -58,6 +73,10 @@ def estimate_command(
         if bad:
             raise ConfigError(f"--estimators takes kde, bin, renyi; got {', '.join(sorted(bad))}")
         changes["estimators"] = est
+    if width is not None:
+        from ..estimators.widths import parse_widths
+
+        changes["widths"] = tuple(w.spec() for w in parse_widths(width))
     mi = dataclasses.replace(mi, **changes)
     epoch_list = None
     if epochs is not None:
@@ -75,8 +94,10 @@ def estimate_command(
     table = reestimate(run, mi, epochs=epoch_list, subset=subset, progress=not quiet)
     seconds = time.perf_counter() - t0
     if out is None:
+        wtag = [] if tuple(mi.widths) == ("fixed",) else \
+            ["w-" + "-".join(w.replace(":", "").replace("fixed", "f") for w in mi.widths)]
         tag = "_".join([f"s2-{'-'.join(f'{v:g}' for v in mi.noise_var)}", "-".join(mi.labels), f"k{mi.kmeans_k}"]
-                       + ([f"sub{probe_subset}"] if subset is not None else []))
+                       + wtag + ([f"sub{probe_subset}"] if subset is not None else []))
         out = run.path / "estimates" / f"mi-{tag}.csv"
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
@@ -88,3 +109,79 @@ def estimate_command(
                     "they measure the activations' scale against the kernel width, not the network",
                     fg=typer.colors.YELLOW, err=True)
     run.log(f"estimate: wrote {out} ({len(table)} rows, noise_var {mi.noise_var}, labels {mi.labels})")
+    if tuple(mi.widths) != ("fixed",):
+        _write_widths(run, mi, epoch_list, out)
+    if uncertainty:
+        _write_uncertainty(run, mi, epoch_list, out, estimators=unc_estimators, repeats=repeats,
+                           permutations=permutations, fractions=fractions, level=level, layers=unc_layers,
+                           seed=unc_seed, quiet=quiet)
+    if robustness:
+        _write_robustness(run, table, out)
+
+
+def _sibling(out: Path, suffix: str) -> Path:
+    return out.with_name(f"{out.stem}.{suffix}.csv")
+
+
+def _write_widths(run: RunDir, mi, epochs, out: Path) -> None:
+    """The kernel variance each width resolved to, per epoch and layer (<out>.widths.csv)."""
+    import pandas as pd
+
+    from ..estimators.widths import resolved_widths
+    from ..runs import atomic_path
+
+    frames = []
+    for e in (epochs if epochs is not None else run.matrix_epochs()):
+        m = run.load_matrices(e)
+        frames.append(resolved_widths(m.dist, names=m.names, widths=mi.widths, noise_vars=mi.noise_var, epoch=e))
+    target = _sibling(out, "widths")
+    with atomic_path(target) as tmp:
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    typer.echo(f"kernel widths per epoch and layer -> {target}")
+
+
+def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, repeats: int, permutations: int,
+                       fractions: str, level: float, layers, seed: int, quiet: bool) -> None:
+    import time
+
+    from ..runs import atomic_path
+    from ..uncertainty import uncertainty_tables
+
+    fr = floats(fractions, "--fractions")
+    lay = None
+    if layers is not None:
+        try:
+            lay = [int(x) for x in layers.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--unc-layers takes comma-separated integers, got {layers!r}") from None
+    t0 = time.perf_counter()
+    summary, subs = uncertainty_tables(run, mi, estimators=estimators, epochs=epochs, layers=lay, fractions=fr,
+                                       repeats=repeats, permutations=permutations, level=level, seed=seed,
+                                       progress=not quiet)
+    for frame, suffix in ((summary, "uncertainty"), (subs, "subsamples")):
+        target = _sibling(out, suffix)
+        with atomic_path(target) as tmp:
+            frame.to_csv(tmp, index=False)
+    seconds = time.perf_counter() - t0
+    y = summary[summary["quantity"] == "I_YM"]
+    n_chance = int((y["p_value"] > 1 - level).sum()) if len(y) and permutations > 0 else 0
+    typer.echo(f"uncertainty of {len(summary)} estimates in {seconds:.1f} s -> {_sibling(out, 'uncertainty')}, "
+               f"{_sibling(out, 'subsamples')}")
+    if n_chance:
+        typer.secho(f"note: {n_chance} of {len(y)} I(Y;M) estimates are not above their label-permutation "
+                    f"baseline (p > {1 - level:g})", fg=typer.colors.YELLOW, err=True)
+    run.log(f"estimate: uncertainty -> {_sibling(out, 'uncertainty')} ({len(summary)} rows)")
+
+
+def _write_robustness(run: RunDir, table, out: Path) -> None:
+    from ..robustness import claims_by_setting, default_evaluator, summarize_robustness
+    from ..runs import atomic_path
+
+    verdicts = claims_by_setting(table, default_evaluator(), estimator="kde_upper")
+    summary = summarize_robustness(verdicts)
+    for frame, suffix in ((verdicts, "robustness"), (summary, "robustness-summary")):
+        with atomic_path(_sibling(out, suffix)) as tmp:
+            frame.to_csv(tmp, index=False)
+    for sentence in summary["statement"]:
+        typer.echo(sentence)
+    run.log(f"estimate: claim robustness -> {_sibling(out, 'robustness')}")

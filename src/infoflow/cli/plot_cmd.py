@@ -24,6 +24,19 @@ def _epochs(text: Optional[str]) -> Optional[list[int]]:
     return vals
 
 
+def _only(text: Optional[str]) -> Optional[list[str]]:
+    if text is None:
+        return None
+    from ..plots import FIGURES
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    known = [stem for stem, _ in FIGURES]
+    bad = [n for n in names if n not in known]
+    if not names or bad:
+        raise ConfigError(f"--only takes figure names among {', '.join(known)}; got {text!r}")
+    return names
+
+
 def _formats(text: str) -> tuple[str, ...]:
     fmts = tuple(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip())
     bad = [f for f in fmts if f not in ("png", "pdf", "svg")]
@@ -42,13 +55,14 @@ def plot_command(
     epochs: Optional[str] = typer.Option(None, "--epochs", help="U-Plot epochs, e.g. 1,10,100 (default: the paper code's)"),
     fmt: str = typer.Option("png,pdf", "--format", help="file formats, comma-separated"),
     dpi: int = typer.Option(150, "--dpi", help="PNG resolution"),
+    only: Optional[str] = typer.Option(None, "--only", help="only these figures, e.g. information_planes,uplots"),
 ) -> None:
     """Write every figure of a run (information planes, U-Plots, MI and Dice curves, masks) into RUN/figures."""
     from ..plots import plot_run
 
     r = RunDir.open(run)
     paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
-                              labels=labels, uplot_epochs=_epochs(epochs))
+                              labels=labels, uplot_epochs=_epochs(epochs), only=_only(only))
     folder = paths[0].parent if paths else (out or r.figures_dir)
     typer.echo(f"{len(paths)} figure files written to {folder}")
     for stem, why in skipped.items():
@@ -64,12 +78,13 @@ def report_command(
     setting: Optional[str] = typer.Option(None, "--setting", help="its setting (default: the first)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="output classes (default kmeans)"),
     title: Optional[str] = typer.Option(None, "--title", help="report title"),
+    only: Optional[str] = typer.Option(None, "--only", help="only these figures of each run, e.g. dice,uplots"),
 ) -> None:
     """Write one self-contained HTML report (figures, config, data, estimates, ceilings, claims) of runs."""
     from ..report import write_report
 
     rs = [RunDir.open(r) for r in runs]
-    path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels)
+    path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels, only=_only(only))
     typer.echo(f"report written to {path}")
 
 

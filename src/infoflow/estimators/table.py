@@ -10,7 +10,9 @@ Columns (:data:`COLUMNS`)::
     layer       int64    0-based probe-layer index
     name        str      stable layer name
     estimator   str      "kde_upper", "kde_lower", "bin" or "renyi"
-    setting     str      "noise_var=0.2" | "bin=0.1" | "alpha=1.01,kernel_var=0.2" (see *_setting)
+    setting     str      "noise_var=0.2" | "bin=0.1" | "alpha=1.01,kernel_var=0.2" (see *_setting);
+                         scale-aware kernel widths: "rel=0.1", "silverman=1.0",
+                         "alpha=1.01,rel=0.1" (see :mod:`.widths`)
     labels      str      labelling of Y ("kmeans", "coarse", ...); "none" for label-free rows
     quantity    str      "I_XM", "I_YM", "H_M", "H_M_given_X", "H_M_given_Y"
     value       float64  bits
@@ -46,6 +48,7 @@ from .binning import binning_mi
 from .kde import kde_mi
 from .labels import entropy_bits
 from .renyi import _entropy_from_eigs, _label_entropy_from_ids, _renyi_from_grams, gaussian_gram
+from .widths import Width, expand_widths, kernel_var, parse_width
 
 __all__ = [
     "COLUMNS",
@@ -82,8 +85,27 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-def kde_setting(noise_var: float) -> str:
-    """Setting string of a KDE row: ``kde_setting(0.2) == "noise_var=0.2"`` (``repr`` of the float)."""
+def _width_or_number(x: Any) -> Width | None:
+    """A scale-aware width spec (``"rel:0.1"``, :class:`Width`), or None for a plain number."""
+    if isinstance(x, Width):
+        return x
+    if isinstance(x, str):
+        try:
+            float(x)
+        except ValueError:
+            return parse_width(x)
+    return None
+
+
+def kde_setting(noise_var: Any) -> str:
+    """Setting string of a KDE row: ``kde_setting(0.2) == "noise_var=0.2"`` (``repr`` of the float).
+
+    A kernel-width spec gives its own setting: ``kde_setting("rel:0.1") == "rel=0.1"``,
+    ``kde_setting("silverman") == "silverman=1.0"``, ``kde_setting("fixed:0.2") == "noise_var=0.2"``.
+    """
+    w = _width_or_number(noise_var)
+    if w is not None:
+        return w.key()
     return f"noise_var={_num(noise_var)}"
 
 
@@ -92,8 +114,12 @@ def bin_setting(bin_size: float) -> str:
     return f"bin={_num(bin_size)}"
 
 
-def renyi_setting(alpha: float, kernel_var: float) -> str:
-    """Setting string of a Renyi row: ``renyi_setting(1.01, 0.2) == "alpha=1.01,kernel_var=0.2"``."""
+def renyi_setting(alpha: float, kernel_var: Any) -> str:
+    """Setting string of a Renyi row: ``renyi_setting(1.01, 0.2) == "alpha=1.01,kernel_var=0.2"``;
+    with a kernel-width spec: ``renyi_setting(1.01, "rel:0.1") == "alpha=1.01,rel=0.1"``."""
+    w = _width_or_number(kernel_var)
+    if w is not None:
+        return f"alpha={_num(alpha)},{w.renyi_key()}"
     return f"alpha={_num(alpha)},kernel_var={_num(kernel_var)}"
 
 
@@ -145,6 +171,7 @@ def estimate_layers(
     estimators: Sequence[str] = ("kde", "bin", "renyi"),
     renyi_kernel_vars: Sequence[float] | None = None,
     layers: Sequence[int] | None = None,
+    widths: Sequence[Any] | str | None = None,
 ) -> pd.DataFrame:
     """All MI estimates of the probe layers at one epoch, as a tidy table (see module docstring).
 
@@ -174,6 +201,11 @@ def estimate_layers(
         Gaussian kernel variances of the Renyi estimator; ``None``: ``noise_vars``.
     layers:
         The 0-based probe index of each of the L matrices; ``None``: ``0..L-1``.
+    widths:
+        Kernel-width rules of the KDE and Renyi estimators (:mod:`.widths`), e.g.
+        ``("rel:0.1", "silverman", "fixed:0.2")``; an open ``"fixed"`` stands for each of
+        ``noise_vars`` (KDE) / ``renyi_kernel_vars`` (Renyi). ``None``: ``("fixed",)``, the rows
+        of a fixed noise variance only. Settings are emitted in this order.
 
     Returns
     -------
@@ -210,17 +242,20 @@ def estimate_layers(
 
     alpha = float(renyi_alpha)
     kvars = [float(v) for v in (noise_vars if renyi_kernel_vars is None else renyi_kernel_vars)]
+    kde_widths = expand_widths(widths, [float(v) for v in noise_vars]) if "kde_upper" in wanted or \
+        "kde_lower" in wanted else []
+    renyi_widths = expand_widths(widths, kvars) if "renyi" in wanted else []
     renyi_x: list[tuple[np.ndarray | None, float | None]] = []
     renyi_hy: dict[str, float] = {}
     if "renyi" in wanted:
         dx = None if dist_x is None else as_dist(dist_x, what="dist_x")
         if dx is not None and dx.shape != (n, n):
             raise InfoflowError(f"dist_x must have shape ({n}, {n}), got {dx.shape}")
-        for kv in kvars:
+        for rw in renyi_widths:
             if dx is None:
                 renyi_x.append((None, None))
             else:
-                a_x = gaussian_gram(dx, kernel_var=kv)
+                a_x = gaussian_gram(dx, kernel_var=kernel_var(rw, dx))
                 renyi_x.append((a_x, _entropy_from_eigs(np.linalg.eigvalsh(a_x), alpha)))
         renyi_hy = {lname: _label_entropy_from_ids(y, alpha) for lname, y, _ in labs}
 
@@ -250,8 +285,9 @@ def estimate_layers(
         for est in wanted:
             if est in ("kde_upper", "kde_lower"):
                 bound = "upper" if est == "kde_upper" else "lower"
-                for s2 in noise_vars:
-                    st = kde_setting(s2)
+                for kw in kde_widths:
+                    st = kw.key()
+                    s2 = kernel_var(kw, d)
                     base = kde_mi(d, None, noise_var=s2, dim=dim, bound=bound)
                     emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, False)
                     emit(li, est, st, NO_LABELS, "H_M_given_X", base.h_m_given_x, nan, False)
@@ -271,9 +307,9 @@ def estimate_layers(
                         emit(li, est, st, lname, "I_YM", r.i_ym, h_y, _near(r.i_ym, h_y))
                         emit(li, est, st, lname, "H_M_given_Y", r.h_m - r.i_ym, h_y, False)
             elif est == "renyi":
-                for kv, (a_x, h_x) in zip(kvars, renyi_x):
-                    st = renyi_setting(alpha, kv)
-                    a_m = gaussian_gram(d, kernel_var=kv)
+                for rw, (a_x, h_x) in zip(renyi_widths, renyi_x):
+                    st = renyi_setting(alpha, rw)
+                    a_m = gaussian_gram(d, kernel_var=kernel_var(rw, d))
                     base = _renyi_from_grams(a_m, alpha=alpha, a_x=a_x, h_x=h_x)
                     emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, False)
                     if a_x is not None:

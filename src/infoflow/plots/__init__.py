@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from ..errors import InfoflowError
 from ..runs import RunDir
+from . import _data
 from ._data import CODE_UPLOT_EPOCHS, Network, Selection, network_from_config, select, uplot_epochs
 from ._style import png_bytes, savefig
 from .curves import default_label, dice_curves, group_runs, layer_stats, mi_vs_epoch
@@ -63,6 +64,11 @@ def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: st
     """
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     sel = {"estimator": estimator, "setting": setting, "labels": labels}
+    mi = run.read_mi()
+    if not mi.empty:  # a selection the table cannot give is the caller's error, not a skipped figure
+        select(mi, **sel)
+        if uplot_epochs is not None:
+            _data.uplot_epochs(mi["epoch"].unique(), uplot_epochs)
     makers: dict[str, Callable[[], Figure]] = {
         "information_planes": lambda: information_planes(run, **sel),
         "uplots": lambda: uplots(run, epochs=uplot_epochs, **sel),

@@ -55,12 +55,12 @@ def epoch_norm(epochs: Iterable[int]) -> mcolors.Normalize:
     return mcolors.LogNorm(vmin=max(lo, 1e-9), vmax=hi)
 
 
-def epoch_colorbar(fig: Figure, norm: mcolors.Normalize, ax, *, label: str = "epoch", **kw):
+def epoch_colorbar(fig: Figure, norm: mcolors.Normalize, ax=None, *, cax=None, label: str = "epoch", **kw):
     from matplotlib.cm import ScalarMappable
     from matplotlib.ticker import LogLocator
 
     sm = ScalarMappable(norm=norm, cmap=EPOCH_CMAP)
-    cb = fig.colorbar(sm, ax=ax, **kw)
+    cb = fig.colorbar(sm, ax=ax, cax=cax, **kw)
     cb.set_label(label)
     if isinstance(norm, mcolors.LogNorm):
         cb.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -84,22 +84,45 @@ def grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
     return int(np.ceil(n / ncols)), ncols
 
 
-def panel_grid(fig: Figure, n: int, *, ncols: int | None = None, sharex: bool = True, sharey: bool = True):
-    """``n`` panels on a grid (extra cells removed); returns the list of the ``n`` axes and ncols.
+def panel_figure(n: int, *, ncols: int | None = None, fig: Figure | None = None, panel: tuple[float, float] = (2.1, 1.65),
+                 colorbar: bool = False, top: float = 0.55, bottom: float = 0.55):
+    """A grid of ``n`` panels with a fixed layout (no constrained layout: a 23-panel figure with
+    it takes seconds per draw). Axes are not shared; callers give every panel the same limits.
 
-    Panels in the bottom row of each column keep their x tick labels even when the cell below
-    them was removed.
+    Returns ``(fig, axes, ncols, cax)``; ``cax`` is an axes for a colour bar at the right
+    (None unless ``colorbar``). Tick labels show on the left column and on the lowest panel of
+    each column; ``fig`` (when given) keeps its size.
     """
     nrows, ncols = grid_shape(n, ncols)
-    axes = fig.subplots(nrows, ncols, sharex=sharex, sharey=sharey, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.remove()
-    axes = list(axes[:n])
-    for i, ax in enumerate(axes):
-        bottom = i + ncols >= n
-        ax.xaxis.set_tick_params(labelbottom=bottom)
-        ax.yaxis.set_tick_params(labelleft=(i % ncols == 0))
-    return axes, ncols
+    left, right = 0.7, (1.05 if colorbar else 0.25)
+    wgap, hgap = 0.32, 0.5
+    pw, ph = panel
+    width = left + right + ncols * pw + (ncols - 1) * wgap
+    height = top + bottom + nrows * ph + (nrows - 1) * hgap
+    if fig is None:
+        fig = new_figure(width, height, layout=None)
+    else:
+        ensure_canvas(fig)
+        fig.set_layout_engine(None)
+        width, height = fig.get_size_inches()
+        pw = (width - left - right - (ncols - 1) * wgap) / ncols
+        ph = (height - top - bottom - (nrows - 1) * hgap) / nrows
+    axes = []
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        x0 = left + c * (pw + wgap)
+        y0 = height - top - (r + 1) * ph - r * hgap
+        ax = fig.add_axes((x0 / width, y0 / height, pw / width, ph / height))
+        ax.xaxis.set_tick_params(labelbottom=is_bottom(i, n, ncols))
+        ax.yaxis.set_tick_params(labelleft=(c == 0))
+        axes.append(ax)
+    cax = None
+    if colorbar:
+        x0 = left + ncols * pw + (ncols - 1) * wgap + 0.25
+        h = min(height - top - bottom, max(2.5, 0.6 * (height - top - bottom)))
+        y0 = bottom + (height - top - bottom - h) / 2
+        cax = fig.add_axes((x0 / width, y0 / height, 0.16 / width, h / height))
+    return fig, axes, ncols, cax
 
 
 def is_bottom(i: int, n: int, ncols: int) -> bool:

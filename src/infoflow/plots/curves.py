@@ -27,12 +27,7 @@ def mi_vs_epoch(source: Any, *, estimator: str | None = None, setting: str | Non
     pts, sel, n_runs = _data.planes(source, estimator, setting, labels)
     layers = sorted(pts["layer"].unique()) if layers is None else [int(i) for i in layers]
     n = len(layers)
-    nrows, nc = _style.grid_shape(n, ncols)
-    if fig is None:
-        fig = _style.new_figure(2.2 * nc + 0.6, 1.9 * nrows + 1.0)
-    else:
-        _style.ensure_canvas(fig)
-    axes, nc = _style.panel_grid(fig, n, ncols=nc)
+    fig, axes, nc, _ = _style.panel_figure(n, ncols=ncols, fig=fig, bottom=0.85)
     log2n = float(np.nanmax(pts["log2n"]))
     h_y = float(np.nanmax(pts["h_y"])) if pts["h_y"].notna().any() else np.nan
     span = float(pts["epoch"].max()) / max(float(pts["epoch"].min()), 1.0)
@@ -57,7 +52,14 @@ def mi_vs_epoch(source: Any, *, estimator: str | None = None, setting: str | Non
                Line2D([], [], color=_style.QTY_COLOR["I_YM"], label="I(Y;M)"),
                Line2D([], [], color=_style.QTY_COLOR["I_XM"], ls="--", label=f"log2 N = {log2n:.2f}"),
                Line2D([], [], color=_style.QTY_COLOR["I_YM"], ls="--", label=f"H(Y) = {h_y:.2f}")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
+    lo = min(0.0, float(np.nanmin(pts[["I_XM", "I_YM"]].to_numpy()))) if len(pts) else 0.0
+    hi = float(np.nanmax([log2n, h_y, np.nanmax(pts[["I_XM", "I_YM"]].to_numpy())]))
+    if n_runs > 1:
+        hi = max(hi, float(np.nanmax(pts[["I_XM_hi", "I_YM_hi"]].to_numpy())))
+    for ax in axes:  # one scale for all panels
+        ax.set_xlim(float(pts["epoch"].min()) / 1.15, float(pts["epoch"].max()) * 1.15)
+        ax.set_ylim(lo - 0.03 * (hi - lo), hi * 1.06)
+    fig.legend(handles=handles, loc="lower center", ncols=4, fontsize=8, frameon=False)
     seeds = f"; median of {n_runs} runs, band: min-max" if n_runs > 1 else ""
     head = title or (f"{_data.run_name(r)}: " if (r := _run_of(source)) is not None else "")
     fig.suptitle(f"{head}MI against epoch: {sel.describe()}{seeds}", fontsize=10)
@@ -106,7 +108,8 @@ def layer_stats(source: RunDir | str | pd.DataFrame, *, fig: Figure | None = Non
     ax_w.set_ylabel("weight norm ||W||")
     ax_w.set_title("weight norm per layer", fontsize=9)
     ax_s.set_ylabel("gradient SNR  ||mean g|| / ||std g||")
-    ax_s.set_yscale("log")
+    if (st["snr"] > 0).any():  # all-NaN gradient statistics cannot be log-scaled
+        ax_s.set_yscale("log")
     ax_s.set_title("gradient signal-to-noise per layer (over an epoch's batches)", fontsize=9)
     cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_w, ax_s])
     cb.set_label("layer index")
@@ -167,6 +170,8 @@ def dice_curves(runs: Any, *, label: Callable[[RunDir], str] | None = None, ax: 
         both = pd.concat([f.assign(_run=i) for i, f in enumerate(frames)], ignore_index=True)
         g = both.groupby("epoch")
         for col, ls in (("dice_train", "-"), ("dice_val", "--")):
+            if col not in both:  # a user's loop may log only some metrics
+                continue
             med = g[col].median()
             if len(frames) > 1:
                 ax.fill_between(med.index, g[col].min(), g[col].max(), color=color, alpha=_style.BAND_ALPHA,

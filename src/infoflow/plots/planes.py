@@ -28,7 +28,7 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
     Each panel: points coloured by epoch (log colour scale spanning exactly the logged epochs,
     one colour bar for the figure), a thin line joining consecutive epochs, dashed guides at the
     ceilings ``log2 N`` (vertical) and ``H(Y)`` (horizontal). A panel with any estimate at its
-    ceiling gets a red frame and the note "at log2N" and/or "at H(Y)".
+    ceiling gets a red frame and the right-hand title "at log2N", "at H(Y)" or "at log2N, H(Y)".
     """
     pts, sel, n_runs = _data.planes(source, estimator, setting, labels)
     all_layers = sorted(pts["layer"].unique())
@@ -36,12 +36,7 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
     epochs = sorted(pts["epoch"].unique())
     norm = _style.epoch_norm(epochs)
     n = len(layers)
-    nrows, nc = _style.grid_shape(n, ncols)
-    if fig is None:
-        fig = _style.new_figure(2.2 * nc + 1.2, 2.0 * nrows + 0.8)
-    else:
-        _style.ensure_canvas(fig)
-    axes, nc = _style.panel_grid(fig, n, ncols=nc)
+    fig, axes, nc, cax = _style.panel_figure(n, ncols=ncols, fig=fig, colorbar=True, top=0.7)
 
     log2n = float(np.nanmax(pts["log2n"])) if pts["log2n"].notna().any() else np.nan
     h_y = float(np.nanmax(pts["h_y"])) if "h_y" in pts and pts["h_y"].notna().any() else np.nan
@@ -66,25 +61,22 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
                         ecolor="0.75", elinewidth=0.6, zorder=1)
         ax.plot(d["I_XM"], d["I_YM"], color="0.55", lw=0.6, zorder=2)
         ax.scatter(d["I_XM"], d["I_YM"], c=d["epoch"], cmap=cmap, norm=norm, s=14, edgecolors="none", zorder=3)
-        notes = []
-        if bool(d["ceil_x"].any()):
-            notes.append("at log2N")
-        if bool(d["ceil_y"].any()):
-            notes.append("at H(Y)")
+        notes = (["log2N"] if bool(d["ceil_x"].any()) else []) + (["H(Y)"] if bool(d["ceil_y"].any()) else [])
         if notes:
             for sp in ax.spines.values():
                 sp.set_edgecolor(_style.CEILING_MARK_COLOR)
                 sp.set_linewidth(1.4)
-            ax.set_title(", ".join(notes), loc="right", fontsize=6.5, color=_style.CEILING_MARK_COLOR)
+            ax.set_title("at " + ", ".join(notes), loc="right", fontsize=6.5, color=_style.CEILING_MARK_COLOR)
             ax.set_gid(f"plane-{layer}-at-ceiling")
         ax.tick_params(labelsize=7)
         if _style.is_bottom(i, n, nc):
             ax.set_xlabel(_style.QTY_LABEL["I_XM"], fontsize=8)
         if i % nc == 0:
             ax.set_ylabel(_style.QTY_LABEL["I_YM"], fontsize=8)
-    axes[0].set_xlim(xmin - 0.02 * (xmax - xmin), xmax)  # points at 0 stay whole
-    axes[0].set_ylim(ymin - 0.03 * (ymax - ymin), ymax)
-    _style.epoch_colorbar(fig, norm, axes, shrink=0.6, aspect=30)
+    for ax in axes:  # one scale for all panels
+        ax.set_xlim(xmin - 0.02 * (xmax - xmin), xmax)  # points at 0 stay whole
+        ax.set_ylim(ymin - 0.03 * (ymax - ymin), ymax)
+    _style.epoch_colorbar(fig, norm, cax=cax)
     seeds = f"; median of {n_runs} runs, bars: min-max" if n_runs > 1 else ""
     head = title or _title(source)
     fig.suptitle(f"{head}information planes: {sel.describe()}; dashed: log2 N = {log2n:.2f}, "

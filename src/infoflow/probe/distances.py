@@ -86,7 +86,7 @@ DEFAULT_GRAM_ERROR = 16.0
 
 _BLOCK_BYTES = 64 * 2**20  # temporaries of one column block (float64 copy of N x K) stay below this
 _MAX_K32 = 8192  # columns per float32 Gram block (the worst-case bound grows with it)
-_MAX_K64 = 2048  # columns per float64 Gram block
+_MAX_K64 = 512  # columns per float64 Gram block (tight worst-case bound: ~(512 + 20) * 2^-53)
 
 
 def near_for(noise_vars: Iterable[float], factor: float = NEAR_FACTOR) -> float:
@@ -144,91 +144,122 @@ def _block_cols(n_rows: int, cap: int) -> int:
     return max(64, min(cap, k))
 
 
-def _column_mean(x: torch.Tensor, k: int, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """float64 column mean of x (N, D) (or of x[rows]), one column block at a time."""
-    d = x.shape[1]
-    n = x.shape[0] if rows is None else len(rows)
-    mu = torch.empty(d, dtype=torch.float64, device=x.device)
-    for s in range(0, d, k):
-        blk = x[:, s : s + k] if rows is None else x[rows, s : s + k]
-        mu[s : s + k] = blk.sum(dim=0, dtype=torch.float64) / n
-    return mu
+class _TreeSum:
+    """Pairwise (binary-counter) float64 sum of a stream of arrays: each term passes through at
+    most ``depth`` additions, ``depth <= 2 ceil(log2 n) + 1``, so the summation error is at most
+    ``gamma_depth`` times the sum of the terms' magnitudes."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, Any]] = []
+        self.count = 0
+
+    def add(self, term: Any) -> None:
+        level = 0
+        while self.stack and self.stack[-1][0] == level:
+            _, acc = self.stack.pop()
+            acc += term
+            term = acc
+            level += 1
+        self.stack.append((level, term))
+        self.count += 1
+
+    def total(self) -> Any:
+        acc = None
+        for _, term in reversed(self.stack):
+            if acc is None:
+                acc = term
+            else:
+                acc += term
+        return acc
+
+    @property
+    def depth(self) -> int:
+        return 2 * max(1, math.ceil(math.log2(max(self.count, 1)))) + 1
 
 
-def _centered_gram(
-    x: torch.Tensor, dtype: torch.dtype, k: int, backend: str, rows: torch.Tensor | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gram matrix and squared norms (float64 numpy) of the rows of x (or x[rows]) centred on their mean.
+class _Centered:
+    """Rows of x (or x[rows]) centred on their column mean, produced one column block at a time.
 
-    The centred block is formed in ``dtype`` (float32: the float64 mean rounded to float32 is
-    subtracted in float32, one rounding; float64: exact conversion, then one rounding), its Gram
-    is a BLAS product in ``dtype``, and blocks are summed in float64.
+    float32 tier: the float64 mean is rounded to the input dtype and subtracted in it (for float32
+    input one rounding; any common shift leaves distances unchanged); a float64 input is centred in
+    float64 and rounded to float32. float64 tier: exact conversion, then one float64 rounding.
     """
-    d = x.shape[1]
-    n = x.shape[0] if rows is None else len(rows)
-    mu = _column_mean(x, k, rows)
-    if not bool(torch.isfinite(mu).all()):
-        raise ProbeError("activations contain NaN or infinite values")
-    # float32 input, float32 tier: subtract the float32-rounded mean in float32 (one rounding; any
-    # common shift leaves distances unchanged). Otherwise subtract the float64 mean in float64 and
-    # round the result to the tier's dtype.
-    mu_t = mu.to(x.dtype)
-    use_numpy = backend == "numpy" or (backend == "auto" and x.device.type == "cpu")
-    gram = torch.zeros((n, n), dtype=torch.float64, device=x.device)
-    g_np = np.zeros((n, n)) if use_numpy else None
-    nrm = torch.zeros(n, dtype=torch.float64, device=x.device)
-    for s in range(0, d, k):
-        blk = x[:, s : s + k] if rows is None else x[rows, s : s + k]
-        if dtype == torch.float64 and blk.dtype != torch.float64:
-            c = blk.to(torch.float64) - mu[s : s + k]
-        else:
-            c = (blk - mu_t[s : s + k]).to(dtype)
-        if use_numpy:
-            cn = c.cpu().numpy()
-            g_np += cn @ cn.T  # numpy runs a @ a.T as syrk
-        else:
-            gram += torch.mm(c, c.T)
-        c64 = c.to(torch.float64) if dtype != torch.float64 else c.clone()
-        c64.mul_(c64)
-        nrm += c64.sum(dim=1)
-        del c, c64
-    g = g_np if use_numpy else gram.cpu().numpy()
-    return g, nrm.cpu().numpy()
+
+    def __init__(self, x: torch.Tensor, dtype: torch.dtype, k: int, rows: torch.Tensor | None) -> None:
+        self.x, self.dtype, self.k, self.rows = x, dtype, k, rows
+        self.n = x.shape[0] if rows is None else len(rows)
+        self.d = x.shape[1]
+        mu = torch.empty(self.d, dtype=torch.float64, device=x.device)
+        for s, blk in self._raw():
+            mu[s : s + k] = blk.sum(dim=0, dtype=torch.float64) / self.n
+        if not bool(torch.isfinite(mu).all()):
+            raise ProbeError("activations contain NaN or infinite values")
+        self.mu = mu
+        self.mu_x = mu.to(x.dtype)
+
+    def _raw(self) -> Iterator[tuple[int, torch.Tensor]]:
+        for s in range(0, self.d, self.k):
+            yield s, (self.x[:, s : s + self.k] if self.rows is None else self.x[self.rows, s : s + self.k])
+
+    def blocks(self) -> Iterator[torch.Tensor]:
+        for s, blk in self._raw():
+            if self.dtype == torch.float64 and blk.dtype != torch.float64:
+                yield blk.to(torch.float64) - self.mu[s : s + self.k]
+            else:
+                yield (blk - self.mu_x[s : s + self.k]).to(self.dtype)
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.d // self.k)
+
+    def norms(self) -> tuple[np.ndarray, float]:
+        """Squared norms of the centred rows in float64, and their relative error bound."""
+        tree = _TreeSum()
+        for c in self.blocks():
+            c64 = c.to(torch.float64) if c.dtype != torch.float64 else c.clone()
+            c64.mul_(c64)
+            tree.add(c64.sum(dim=1))
+        # products exact for float32 c (else one rounding); a block sum of k terms; the tree
+        per_block = self.k + (0 if self.dtype == torch.float32 else 1)
+        return tree.total().cpu().numpy(), _gamma(per_block + tree.depth, U64)
+
+    def gram(self, backend: str) -> tuple[np.ndarray, float]:
+        """Gram matrix (float64) of the centred rows, and its worst-case error factor g:
+        ``|G~_ij - c_i.c_j| <= g nu_i nu_j`` whatever the summation order inside BLAS."""
+        use_numpy = backend == "numpy" or (backend == "auto" and self.x.device.type == "cpu")
+        tree = _TreeSum()
+        u = U32 if self.dtype == torch.float32 else U64
+        for c in self.blocks():
+            if use_numpy:
+                cn = c.cpu().numpy()
+                tree.add((cn @ cn.T).astype(np.float64, copy=False))  # numpy runs a @ a.T as syrk
+            else:
+                tree.add(torch.mm(c, c.T).to(torch.float64))
+        total = tree.total()
+        g = total if use_numpy else total.cpu().numpy()
+        g_block = _gamma(self.k, u)
+        return g, g_block + _gamma(tree.depth, U64) * (1.0 + g_block)
 
 
-def _thresholds(
-    nrm_i: np.ndarray,
-    nrm_j: np.ndarray,
-    *,
-    u: float,
-    u_center: float,
-    k: int,
-    d: int,
-    kappa: float | None,
+def _bounds(
+    ni: np.ndarray, nj: np.ndarray, *, g_gram: float, g_norm: float, u_center: float, kappa_u: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Error terms of d~ for pairs with squared norms nrm_i, nrm_j.
+    """Error terms of d~ = n_i + n_j - 2 G_ij: |d~ - d| <= alpha + beta sqrt(d).
 
-    Returns (alpha_worst, alpha_model, beta): |d~ - d| <= alpha + beta sqrt(d).
+    Returns (alpha_worst, alpha_model, beta); alpha_model uses kappa_u (kappa * u) in place of the
+    worst-case Gram factor where that is smaller.
     """
-    nu_i, nu_j = np.sqrt(nrm_i), np.sqrt(nrm_j)
-    prod = nu_i * nu_j
-    nsum = nrm_i + nrm_j
-    n_blocks = -(-d // k)
-    g_worst = _gamma(k, u) + _gamma(n_blocks, U64) * (1.0 + _gamma(k, u))
-    # float64 norms (sum of D terms, exact products when u = U32 else one rounding each) and
-    # the float64 evaluation of n_i + n_j - 2 G (three roundings on magnitudes <= 2 nsum).
-    extra = _gamma(d + 1, U64) * nsum + 6.0 * U64 * nsum
-    rho = (u_center / (1.0 - u_center)) * (nu_i + nu_j)
-    alpha_w = 2.0 * g_worst * prod + extra + rho * rho
-    if kappa is None:
-        alpha_m = alpha_w
-    else:
-        alpha_m = 2.0 * min(kappa * u, g_worst) * prod + extra + rho * rho
-    beta = 2.0 * rho
-    return alpha_w, alpha_m, beta
+    prod = np.sqrt(ni * nj)
+    nsum = ni + nj
+    rho = (u_center / (1.0 - u_center)) * (np.sqrt(ni) + np.sqrt(nj))
+    # norms (g_norm each), and the float64 evaluation of the formula (3 roundings, |terms| <= 2 nsum)
+    extra = g_norm * nsum + 6.0 * U64 * nsum + rho * rho
+    alpha_w = 2.0 * g_gram * prod + extra
+    alpha_m = alpha_w if kappa_u is None else 2.0 * min(kappa_u, g_gram) * prod + extra
+    return alpha_w, alpha_m, 2.0 * rho
 
 
-def _rel_threshold(alpha: np.ndarray, beta: np.ndarray, tau: float) -> np.ndarray:
+def _rel_threshold(alpha: np.ndarray, beta: np.ndarray, tau: Any) -> np.ndarray:
     """d~ at or above this value is within relative error tau of d (see the module docstring)."""
     return (1.0 + tau) * np.maximum(2.0 * alpha / tau, (2.0 * beta / tau) ** 2)
 
@@ -243,7 +274,7 @@ def _direct(x: torch.Tensor, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
     out = np.empty(len(pi))
     if len(pi) == 0:
         return out
-    n, d = x.shape
+    d = x.shape[1]
     order = np.lexsort((pj, pi))
     pi_s, pj_s = pi[order], pj[order]
     starts = np.flatnonzero(np.r_[True, pi_s[1:] != pi_s[:-1]])
@@ -284,7 +315,8 @@ def pairwise_sq_dists(
     ``gram_error``: the working-model constant kappa of the float32 Gram;
     ``backend``: float32/float64 Gram by ``"numpy"`` (CPU only), ``"torch"`` or ``"auto"``
     (numpy on CPU, torch on CUDA).
-    ``stats``: if a dict is given, it is filled with the number of pairs taken from each tier.
+    ``stats``: if a dict is given, it is filled with the number of pairs taken from each tier
+    (``gram32``, ``gram64``, ``direct``) and whether tier 1 was skipped (``skipped_gram32``).
 
     Returns a float64 numpy array (N, N): exactly symmetric, zero diagonal, never negative.
     See the module docstring for the error model.
@@ -303,49 +335,63 @@ def pairwise_sq_dists(
         backend = "torch"
     n, d = x.shape
     out = np.zeros((n, n))
-    counts = {"pairs": n * (n - 1) // 2, "gram32": 0, "gram64": 0, "direct": 0}
-    if stats is not None:
-        stats.update(counts)
+    counts: dict[str, Any] = {"pairs": n * (n - 1) // 2, "gram32": 0, "gram64": 0, "direct": 0, "skipped_gram32": False}
     if n < 2 or d == 0:
+        if stats is not None:
+            stats.update(counts)
         return out
 
     iu, ju = np.triu_indices(n, 1)
     vals = np.empty(len(iu))
+    todo = np.arange(len(iu))
 
     # ---- tier 1: float32 Gram of centred rows --------------------------------------------------
-    k1 = _block_cols(n, _MAX_K32)
-    with _full_precision_matmul():
-        g, nrm = _centered_gram(x, torch.float32, k1, backend)
-    ni, nj = nrm[iu], nrm[ju]
-    d1 = ni + nj - 2.0 * g[iu, ju]
-    del g
-    u_center = U32 + (2.0 * U64 if x.dtype == torch.float64 else 0.0)
-    aw, am, beta = _thresholds(ni, nj, u=U32, u_center=u_center, k=k1, d=d, kappa=gram_error)
-    ok = d1 >= _rel_threshold(am, beta, rtol)
-    if near > 0:
-        ok &= d1 >= _near_threshold(aw, beta, near)
-    vals[ok] = d1[ok]
-    counts["gram32"] = int(ok.sum())
-    todo = np.flatnonzero(~ok)
-    del d1, aw, am, beta, ni, nj
+    cen = _Centered(x, torch.float32, _block_cols(n, _MAX_K32), None)
+    nrm, g_norm = cen.norms()
+    # Pairs with (nu_i + nu_j)^2 < near are certainly near (d <= (nu_i + nu_j)^2 up to rounding).
+    # If the rows of such pairs make up most of the set, tier 2 would redo most of tier 1: skip it.
+    nu = np.sqrt(nrm)
+    nu_sorted = np.sort(nu)
+    partner = np.where(nu == nu_sorted[0], nu_sorted[1], nu_sorted[0])  # smallest other norm
+    certain = (nu + partner) ** 2 * (1.0 + 1e-3) + 1e-300 < near
+    if certain.mean() >= 0.7:
+        counts["skipped_gram32"] = True
+    else:
+        with _full_precision_matmul():
+            g, g_gram = cen.gram(backend)
+        ni, nj = nrm[iu], nrm[ju]
+        d1 = ni + nj - 2.0 * g[iu, ju]
+        del g
+        u_center = U32 + (2.0 * U64 if x.dtype == torch.float64 else 0.0)
+        aw, am, beta = _bounds(ni, nj, g_gram=g_gram, g_norm=g_norm, u_center=u_center, kappa_u=gram_error * U32)
+        ok = d1 >= _rel_threshold(am, beta, rtol)
+        if near > 0:
+            ok &= d1 >= _near_threshold(aw, beta, near)
+        vals[ok] = d1[ok]
+        counts["gram32"] = int(ok.sum())
+        todo = np.flatnonzero(~ok)
+        del d1, aw, am, beta, ni, nj
+    del cen
 
-    # ---- tier 2: float64 Gram over the rows involved ------------------------------------------
+    # ---- tier 2: float64 Gram over the rows involved, worst-case bounds only -----------------
     if len(todo):
         rows = np.unique(np.concatenate([iu[todo], ju[todo]]))
         local = np.full(n, -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
-        k2 = _block_cols(len(rows), _MAX_K64)
-        sel = torch.as_tensor(rows, device=x.device) if len(rows) < n else None
-        g2, nrm2 = _centered_gram(x, torch.float64, k2, backend, sel)  # gathers per column block
+        sel = torch.as_tensor(rows, device=x.device) if len(rows) < n else None  # gathered per block
+        cen = _Centered(x, torch.float64, _block_cols(len(rows), _MAX_K64), sel)
+        nrm2, g_norm2 = cen.norms()
+        g2, g_gram2 = cen.gram(backend)
+        del cen
         li, lj = local[iu[todo]], local[ju[todo]]
         ni, nj = nrm2[li], nrm2[lj]
         d2 = ni + nj - 2.0 * g2[li, lj]
         del g2
-        aw, _, beta = _thresholds(ni, nj, u=U64, u_center=U64, k=k2, d=d, kappa=None)
+        aw, _, beta = _bounds(ni, nj, g_gram=g_gram2, g_norm=g_norm2, u_center=U64, kappa_u=None)
         tau = np.full(len(todo), rtol)
         if near > 0:
             tau[d2 < _near_threshold(aw, beta, near)] = near_rtol
-        ok2 = d2 >= (1.0 + tau) * np.maximum(2.0 * aw / tau, (2.0 * beta / tau) ** 2)
+        ok2 = d2 >= _rel_threshold(aw, beta, tau)
         vals[todo[ok2]] = d2[ok2]
         counts["gram64"] = int(ok2.sum())
         todo = todo[~ok2]

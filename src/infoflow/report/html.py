@@ -202,7 +202,8 @@ section.run{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 
 h2{border-bottom:2px solid #2c3e50;padding-bottom:4px}h3{margin-top:26px;color:#2c3e50}
 table{border-collapse:collapse;font-size:.85em;margin:6px 0}th,td{border:1px solid #ddd;padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.ceil{background:#fdecea;color:#a93226;font-weight:600}
+td.ceil{background:#fdecea;color:#a93226;font-weight:600}td.num{white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}
 figure{margin:14px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
 figcaption{font-size:.88em;color:#555;margin-top:4px}
 .warn{background:#fff8e1;border-left:4px solid #f39c12;padding:6px 12px;margin:6px 0;font-size:.9em}
@@ -247,7 +248,7 @@ def _estimates_html(mi: pd.DataFrame) -> str:
     epoch = int(mi["epoch"].max())
     return (f"<p>Final logged epoch {epoch}; bits. &#9650; (red): the estimate sits at its ceiling "
             f"(log2 N for I(X;M), H(Y) for I(Y;M)) and says only &ldquo;at least this much&rdquo;.</p>"
-            f"<table>{head}{''.join(body)}</table>")
+            f"<div class=scroll><table>{head}{''.join(body)}</table></div>")
 
 
 def _claims_html(claims: pd.DataFrame) -> str:
@@ -265,7 +266,7 @@ def _claims_html(claims: pd.DataFrame) -> str:
                        else " class=status-other")
             cells.append(f"<td{cls}>{_e(r[c])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>{head}{''.join(body)}</table>"
+    return f"<div class=scroll><table>{head}{''.join(body)}</table></div>"
 
 
 def _run_section(run: RunDir, k: int, prepared: Prepared | None, dpi: int, figure_kwargs: Mapping[str, Any]) -> str:

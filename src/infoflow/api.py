@@ -1,0 +1,375 @@
+"""MI of any network from your own training loop.
+
+::
+
+    from infoflow.api import Tracker
+    from infoflow.config import MIConfig
+
+    tracker = Tracker(model, probe_images, probe_masks, out="runs/x", fit_masks=train_masks,
+                      mi=MIConfig(kmeans_k=16), schedule="code", epochs=200)
+    for epoch in range(1, 201):
+        ...  # train one epoch (optionally tracker.record_gradients(model) after each backward)
+        tracker.end_epoch(model, epoch, metrics={"loss_train": ..., "dice_val": ...})
+
+The run directory is the one ``infoflow train`` writes (``config.json``, ``metrics.csv``,
+``probe.npz``, ``matrices/``, ``mi.csv``, optionally ``layer_stats.csv`` and ``predictions/``), so
+``infoflow estimate``, ``plot`` and ``report`` read it. ``config.json`` keeps the MI settings and,
+under ``"network"``, a description of the network: its probe layers (names in forward order, what
+each takes) and the merges and skip pairs found by :func:`infoflow.layers.describe_network`, which
+is where plots find the merge layers of a network that is not infoflow's U-Net.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .config import MIConfig
+from .errors import ConfigError, RunError
+from .layers import Merge, Network, describe_network
+from .runs import RunDir
+
+Schedule = Union[str, Sequence[int]]
+
+#: Metric names added as infoflow's columns when a loop logs them under a common other name.
+METRIC_ALIASES: dict[str, tuple[str, ...]] = {
+    "loss_train": ("train_loss_epoch", "train_loss", "loss_epoch", "loss"),
+    "dice_train": ("train_dice_epoch", "train_dice"),
+    "loss_val": ("val_loss_epoch", "val_loss"),
+    "dice_val": ("val_dice_epoch", "val_dice"),
+}
+
+
+def in_code_schedule(epoch: int) -> bool:
+    """The paper code's logged epochs without an end: every epoch below 20, every 5th below
+    100, every 10th below 200, then every 100th."""
+    e = int(epoch)
+    return e >= 1 and (e < 20 or (e < 100 and e % 5 == 0) or (e < 200 and e % 10 == 0) or e % 100 == 0)
+
+
+def schedule_predicate(schedule: Schedule, epochs: int | None = None, *, log_points: int = 30) -> Callable[[int], bool]:
+    """``epoch -> logged?`` for ``"code"``, ``"log"``, ``"all"`` or an explicit list of epochs
+    (1-based). ``epochs``: the planned number of epochs (the last one is always logged; "log"
+    needs it)."""
+    from .train import logged_epochs
+
+    if isinstance(schedule, str):
+        if schedule not in ("code", "log", "all"):
+            raise ConfigError(f"schedule must be 'code', 'log', 'all' or a list of epochs, got {schedule!r}")
+        if epochs is not None:
+            if int(epochs) < 1:
+                raise ConfigError(f"epochs must be at least 1, got {epochs!r}")
+            fixed = set(logged_epochs(schedule, int(epochs), log_points=log_points))
+            if schedule == "code":  # training may run past the planned end
+                return lambda e: int(e) in fixed or in_code_schedule(e)
+            if schedule == "all":
+                return lambda e: int(e) >= 1
+            return lambda e: int(e) in fixed
+        if schedule == "log":
+            raise ConfigError("schedule 'log' needs the number of epochs (epochs=...)")
+        return in_code_schedule if schedule == "code" else (lambda e: int(e) >= 1)
+    try:
+        wanted = {int(e) for e in schedule}
+    except (TypeError, ValueError):
+        raise ConfigError(f"schedule must be 'code', 'log', 'all' or a list of epochs, got {schedule!r}") from None
+    if any(e < 1 for e in wanted):
+        raise ConfigError(f"logged epochs are 1-based: got {sorted(wanted)}")
+    return lambda e: int(e) in wanted
+
+
+def _array(x: Any, what: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if a.ndim < 3:
+        raise ConfigError(f"{what} must have shape (N, C, ...), got {a.shape}")
+    return a
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            return None
+        value = value.detach().cpu().item()
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return None
+
+
+def _transform(spec: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    if spec is None:
+        return lambda y: y
+    if callable(spec):
+        return spec
+    if spec == "auto":
+        return lambda y: y if (float(y.min()) >= 0.0 and float(y.max()) <= 1.0) else torch.sigmoid(y)
+    if spec == "sigmoid":
+        return torch.sigmoid
+    raise ConfigError(f"output_transform must be 'auto', 'sigmoid', None or a function, got {spec!r}")
+
+
+class Tracker:
+    """Records MI of every probe layer of ``model`` at the epochs you log, into run directory ``out``.
+
+    Args:
+        model: any ``nn.Module`` taking one batch of probe images.
+        probe_images: (N, C, ...) float images whose activations enter the estimates.
+        probe_masks: (N, 1, S, S) 0/1 masks of those images (the output classes Y come from them).
+        out: the run directory to create.
+        fit_masks: masks K-means is fitted on (the training split's); None: ``probe_masks``.
+        mi: estimator settings (``MIConfig``; kmeans_k must not exceed the number of fit masks).
+        layers: probe layers: None (``model.probe_modules()`` for infoflow's U-Net, else
+            :func:`infoflow.layers.find_probe_layers`), ``[(name, module)]``, submodule paths, or a
+            function of the model. ``find`` passes options to ``find_probe_layers`` instead
+            (``types``, ``pattern``, ``after_activation``, ``include_output``).
+        example_input: the batch that finds layers and merges (default: the first probe image).
+        ids: names of the probe samples (default probe0000, ...).
+        name: the run's name (default: the network's class name).
+        schedule, epochs, log_points: which epochs :meth:`end_epoch` logs MI at ("code", "log",
+            "all" or a list of 1-based epochs; ``epochs``: the planned number of epochs).
+        pred_images, pred_masks, pred_ids: a few fixed images whose predicted masks are stored
+            at logged epochs (the predictions figure); ``output_transform`` maps the model output
+            to probabilities ("auto": sigmoid when outputs leave [0, 1]).
+        data: facts about the data for ``config.json["data"]`` (e.g. ``{"source": ..., "size": 64}``;
+            keys of ``infoflow.config.DataConfig``).
+        resume_from: None creates a new run (an existing one is an error); an epoch number
+            reopens the run at ``out`` and drops everything it stored after that epoch.
+        device: where probe forwards run (default: the model's device).
+        merge_method, join_ops: passed to :func:`infoflow.layers.find_merges`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probe_images: Any,
+        probe_masks: Any,
+        out: str | Path,
+        *,
+        fit_masks: Any = None,
+        mi: MIConfig | None = None,
+        layers: Any = None,
+        find: Mapping[str, Any] | None = None,
+        example_input: Any = None,
+        ids: Sequence[str] | None = None,
+        name: str | None = None,
+        schedule: Schedule = "all",
+        epochs: int | None = None,
+        log_points: int = 30,
+        pred_images: Any = None,
+        pred_masks: Any = None,
+        pred_ids: Sequence[str] | None = None,
+        output_transform: Any = "auto",
+        data: Mapping[str, Any] | None = None,
+        resume_from: int | None = None,
+        device: torch.device | str | None = None,
+        merge_method: str = "auto",
+        join_ops: Sequence[str] = ("cat", "add"),
+    ) -> None:
+        from .tracker import MITracker, ProbeSet, make_labelings
+
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.mi = mi if mi is not None else MIConfig()
+        if not isinstance(self.mi, MIConfig):
+            raise ConfigError(f"mi must be an infoflow.config.MIConfig, got {type(self.mi).__name__}")
+        images = _array(probe_images, "probe_images")
+        masks = _array(probe_masks, "probe_masks")
+        if len(images) != len(masks):
+            raise ConfigError(f"probe_images has {len(images)} samples but probe_masks has {len(masks)}")
+        if len(images) < 2:
+            raise ConfigError(f"the probe set has {len(images)} samples; MI needs at least 2")
+        fit = masks if fit_masks is None else _array(fit_masks, "fit_masks")
+        ids = [f"probe{i:04d}" for i in range(len(images))] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(images):
+            raise ConfigError(f"ids has {len(ids)} entries for {len(images)} probe samples")
+        self.schedule = schedule
+        self.epochs = None if epochs is None else int(epochs)
+        self._logged = schedule_predicate(schedule, self.epochs, log_points=log_points)
+        self.transform = _transform(output_transform)
+        self.device = None if device is None else torch.device(device)
+
+        dev = self.device or _device_of(model)
+        if example_input is None:
+            example_input = torch.from_numpy(images[:1]).to(dev)
+        self.network: Network = describe_network(model, example_input, layers=layers, name=name,
+                                                 method=merge_method, ops=join_ops, **dict(find or {}))
+        self._layers = self.network.layers_fn()
+        self.name = str(name or self.network.name)
+
+        config = self._config(images, data, schedule)
+        if resume_from is None:
+            self.run = RunDir.create(out, config)
+        else:
+            self.run = RunDir.open(out)
+            self.run.truncate_after(int(resume_from))
+            self.run.write_config(config)
+            self.run.log(f"resumed tracking after epoch {int(resume_from)}")
+        labelings = make_labelings(masks, fit, self.mi)
+        self.probe = ProbeSet(images, masks, ids, labelings, fit_masks=fit)
+        self.mi_tracker = MITracker(self.run, self.probe, self.mi, layers=self._layers, device=self.device)
+
+        self._pred = None
+        if pred_images is not None:
+            pi = _array(pred_images, "pred_images")
+            pm = _array(pred_masks, "pred_masks") if pred_masks is not None else np.zeros((len(pi), 1) + pi.shape[2:],
+                                                                                       np.float32)
+            pid = [f"pred{i:04d}" for i in range(len(pi))] if pred_ids is None else [str(i) for i in pred_ids]
+            if not (len(pi) == len(pm) == len(pid)):
+                raise ConfigError(f"pred_images ({len(pi)}), pred_masks ({len(pm)}) and pred_ids ({len(pid)}) differ in length")
+            self.run.save_prediction_inputs(pi, pm, pid)
+            self._pred = (torch.from_numpy(pi), pid)
+        self._grads = None
+        self._last_mi = int(resume_from) if resume_from is not None else 0
+        net = self.network
+        self.run.log(f"tracking {self.name} ({net.cls}, {net.parameters} parameters): {len(images)} probe samples, "
+                     f"{len(net.layers)} probe layers, skip pairs {list(net.skip_pairs)} "
+                     f"(merges found by {net.method}), schedule {schedule!r}")
+
+    # -- what the run knows about the network ---------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        """Probe layer names in forward order."""
+        return self.network.names
+
+    @property
+    def merges(self) -> list[Merge]:
+        return self.network.merges
+
+    @property
+    def skip_pairs(self) -> tuple[tuple[int, int], ...]:
+        return self.network.skip_pairs
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def _config(self, images: np.ndarray, data: Mapping[str, Any] | None, schedule: Schedule) -> dict[str, Any]:
+        from .config import DataConfig
+
+        data_doc: dict[str, Any] = {"source": "user arrays (infoflow.api)", "size": int(images.shape[-1])}
+        if data:
+            unknown = set(data) - {f.name for f in dataclasses.fields(DataConfig)}
+            if unknown:
+                raise ConfigError(f"data keys must be DataConfig fields; unknown: {', '.join(sorted(unknown))}")
+            data_doc.update(dict(data))
+        train: dict[str, Any] = {"schedule": schedule if isinstance(schedule, str) else "custom"}
+        if self.epochs is not None:
+            train["epochs"] = self.epochs
+        return {"name": self.name, "data": data_doc, "train": train, "mi": dataclasses.asdict(self.mi),
+                "network": self.network.to_config()}
+
+    # -- logging --------------------------------------------------------------------------------
+    def is_logged(self, epoch: int) -> bool:
+        """Whether :meth:`end_epoch` records MI at ``epoch`` (1-based) under the schedule."""
+        return bool(self._logged(int(epoch)))
+
+    def log_metrics(self, epoch: int, metrics: Mapping[str, Any] | None = None, **more: Any) -> dict[str, float]:
+        """Append one row ``{"epoch": epoch, **metrics}`` to metrics.csv (scalar values only;
+        infoflow's column names loss_train, dice_train, loss_val, dice_val are what the Dice
+        figure reads)."""
+        row: dict[str, Any] = {"epoch": _epoch(epoch)}
+        for k, v in {**dict(metrics or {}), **more}.items():
+            f = _scalar(v)
+            if f is not None and k != "epoch":
+                row[str(k)] = f
+        self.run.append_metrics([row])
+        return row
+
+    def record_gradients(self, model: nn.Module) -> None:
+        """Call after ``loss.backward()`` (optional): per-layer weight norms and gradient
+        statistics over the batches until the next :meth:`log_epoch` go to layer_stats.csv (as
+        ``infoflow train`` writes them). Without it the run has no layer_stats.csv."""
+        from .train import GradStats
+
+        if self._grads is None:
+            self._grads = GradStats(self._stat_layers(model))
+        self._grads.update()
+
+    def _stat_layers(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        # the whole model standing as the output layer has no weights of its own
+        return [(n, nn.Module() if m is model else m) for n, m in self._layers(model)]
+
+    def log_epoch(self, model: nn.Module, epoch: int, metrics: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Probe ``model`` now and store its distance matrices and MI estimates as epoch ``epoch``
+        (1-based, increasing); ``metrics``, when given, are appended to metrics.csv too, and the
+        gradients recorded since the last logged epoch to layer_stats.csv. Returns this epoch's
+        table of estimates."""
+        epoch = _epoch(epoch)
+        if epoch <= self._last_mi:
+            raise RunError(f"epoch {epoch} is not after the last logged epoch {self._last_mi}: logged epochs must increase")
+        t0 = time.perf_counter()
+        if metrics is not None:
+            self.log_metrics(epoch, metrics)
+        if self._grads is not None:  # weight norms and gradient statistics, as `infoflow train` writes them
+            rows = self._grads.rows(epoch)
+            for r, (_, m) in zip(rows, self._layers(model)):
+                if m is model:  # the whole model standing as the output layer
+                    r["weight_norm"] = math.nan
+            self.run.append_layer_stats(rows)
+            self._grads = None
+        if self._pred is not None:
+            self._save_predictions(model, epoch)
+        table = self.mi_tracker.log_epoch(model, epoch)
+        self._last_mi = epoch
+        self.run.log(f"epoch {epoch}: MI of {len(self.network.layers)} layers in {time.perf_counter() - t0:.1f} s")
+        return table
+
+    def end_epoch(self, model: nn.Module, epoch: int, metrics: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
+        """Call once at the end of every epoch: appends ``metrics`` and, when the schedule logs
+        ``epoch``, records MI (returns its table; None otherwise)."""
+        epoch = _epoch(epoch)
+        if metrics is not None:
+            self.log_metrics(epoch, metrics)
+        if self.is_logged(epoch):
+            return self.log_epoch(model, epoch)
+        self._grads = None
+        return None
+
+    @torch.no_grad()
+    def _save_predictions(self, model: nn.Module, epoch: int) -> None:
+        images, ids = self._pred
+        dev = self.device or _device_of(model)
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            probs = self.transform(model(images.to(dev))).float().cpu().numpy()
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        self.run.save_predictions(epoch, probs, ids)
+
+    def mi_table(self) -> pd.DataFrame:
+        """Every estimate recorded so far (mi.csv)."""
+        return self.run.read_mi()
+
+
+def _epoch(epoch: Any) -> int:
+    try:
+        e = int(epoch)
+    except (TypeError, ValueError):
+        raise ConfigError(f"epoch must be an integer, got {epoch!r}") from None
+    if e < 1 or e != epoch:
+        raise ConfigError(f"epochs are 1-based integers (epoch e = after e epochs of training), got {epoch!r}")
+    return e
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+__all__ = ["METRIC_ALIASES", "Tracker", "in_code_schedule", "schedule_predicate"]

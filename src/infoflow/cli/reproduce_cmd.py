@@ -1,0 +1,118 @@
+"""``infoflow reproduce``, ``infoflow claims`` and ``infoflow profiles``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from . import app
+
+
+def _models(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        vals = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"--models takes comma-separated model numbers 1-4, e.g. 1,2,3,4; got {text!r}") from None
+    if not vals or any(v not in (1, 2, 3, 4) for v in vals):
+        raise ConfigError(f"--models takes model numbers 1-4, got {text!r}")
+    return vals
+
+
+@app.command("reproduce")
+def reproduce_command(
+    data: Optional[str] = typer.Option(None, "--data", help="DSB 2018 folder holding stage1_train.zip and stage1_test.zip "
+                                                            "(e.g. ../shared/data/dsb2018), a zip, or 'synthetic'"),
+    profile: str = typer.Option("cpu", "--profile", "-p", help="paper, cpu or smoke (see `infoflow profiles`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder: one run per model and seed, claims, figures, report"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds per model (default 1); figures and claims use "
+                                                              "the median and a band across seeds"),
+    models: Optional[str] = typer.Option(None, "--models", help="which of Models 1-4 (default 1,2,3,4)"),
+    address: Optional[str] = typer.Option(None, "--address", help="an existing Ray cluster (default: start a local one)"),
+    cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs of the local Ray instance (default: all cores)"),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs each run asks Ray for "
+                                                                            "(default: 1 for paper, 0 otherwise)"),
+    sets: list[str] = typer.Option([], "--set", help="any run setting after the profile, e.g. --set train.epochs=50"),
+    thresholds: list[str] = typer.Option([], "--threshold", help="a claim threshold, e.g. --threshold dice_tol=0.03"),
+    serial: bool = typer.Option(False, "--serial", help="run the models one after the other in this process (no Ray)"),
+    no_report: bool = typer.Option(False, "--no-report", help="train and check claims only: no figures, no report"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Train Models 1-4 with MI tracked, check the paper's claims, draw every figure, write the report.
+
+    Runs are Ray tasks (one core each); running the command again skips finished runs and
+    resumes interrupted ones from their checkpoints.
+    """
+    from ..experiments.claims import print_claims
+    from ..experiments.reproduce import reproduce
+    from .train_cmd import parse_set
+
+    res = reproduce(data, profile, out, seeds=seeds, models=_models(models), address=address,
+                    sets=parse_set(sets), thresholds=parse_set(thresholds), num_cpus=cpus, gpus_per_run=gpus_per_run,
+                    backend="serial" if serial else "ray", progress=not quiet, figures=not no_report,
+                    report=not no_report, echo=typer.echo)
+    if res.claims is not None:
+        typer.echo("")
+        print_claims(res.claims, typer.echo)
+    typer.echo("")
+    if res.claims_md is not None:
+        typer.echo(f"claims:  {res.claims_md} (and {res.claims_csv.name})")
+    if res.report is not None:
+        typer.echo(f"report:  {res.report}  (open it in a browser)")
+    for p in res.problems:
+        typer.secho(f"problem: {p}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{len(res.sweep.ok)} of {len(res.specs)} runs finished, {len(res.sweep.failed)} failed; "
+               f"{res.seconds:.0f} s")
+    if res.sweep.failed:
+        raise typer.Exit(1)
+
+
+@app.command("claims")
+def claims_command(
+    runs: list[Path] = typer.Argument(..., help="run directories of the models (any seeds), or a reproduction folder"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for claims.csv and claims.md (default: none)"),
+    estimator: str = typer.Option("kde_upper", "--estimator", help="estimator whose I(X;M), I(Y;M) are read"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="its setting (default: every setting)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="output classes (default kmeans)"),
+    thresholds: list[str] = typer.Option([], "--threshold", help="a claim threshold, e.g. --threshold dice_tol=0.03"),
+) -> None:
+    """Check the paper's claims on finished runs and print each with its numbers."""
+    from ..experiments.claims import ClaimThresholds, claims_from_runs, claims_markdown, print_claims
+    from ..runs import RunDir, atomic_write_text
+    from .train_cmd import parse_set
+
+    dirs: list[Path] = []
+    for r in runs:
+        if (r / "config.json").exists():
+            dirs.append(r)
+        elif r.is_dir():
+            dirs += sorted(p.parent for p in r.glob("*/config.json"))
+    if not dirs:
+        raise ConfigError(f"no run directories in {', '.join(map(str, runs))}")
+    th = ClaimThresholds().with_(**parse_set(thresholds))
+    table, extras = claims_from_runs([RunDir.open(d) for d in dirs], thresholds=th, estimator=estimator,
+                                     settings=[setting] if setting else "all", labels=labels)
+    print_claims(table, typer.echo)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "claims.csv", table.to_csv(index=False))
+        atomic_write_text(out / "claims.md", claims_markdown(table, extras, thresholds=th))
+        typer.echo(f"claims written to {out / 'claims.csv'} and {out / 'claims.md'}")
+
+
+@app.command("profiles")
+def profiles_command() -> None:
+    """List the reproduction profiles and what each sets."""
+    from ..experiments.profiles import PROFILES
+
+    for p in PROFILES.values():
+        typer.echo(f"{p.name}: {p.summary}")
+        typer.echo(f"    expected: {p.expected}; models {list(p.models)}, GPUs per run {p.gpus_per_run:g}")
+        for k, v in p.overrides.items():
+            typer.echo(f"    {k} = {v!r}")
+        if p.claims:
+            typer.echo(f"    claim thresholds: {dict(p.claims)}")

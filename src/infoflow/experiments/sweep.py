@@ -1,0 +1,451 @@
+"""Sweeps: every (model, seed) run of a reproduction as a Ray task, resumable.
+
+* :func:`plan_runs` -- the runs of a profile: ``DIR/model{m}_seed{s}`` with resolved configs.
+* :func:`run_sweep` -- run them: each is a Ray task (``num_cpus=1``, one torch thread), on a
+  local Ray instance started for the sweep (``ray.init(address="local", include_dashboard=False,
+  log_to_driver=False)``, temp dir ``/tmp/ifr-*``) or on an existing cluster (``address``).
+  Finished runs (:meth:`RunDir.is_finished`) are skipped; partial ones resume from their last
+  checkpoint (``train(..., resume=True)``); a failing run is reported with its error and does
+  not stop the others. Progress: runs done and epochs per run, polled from each run's
+  ``metrics.csv``.
+* :func:`execute_run` -- what a task does (also usable without Ray: ``backend="serial"``).
+
+A run directory holding a different configuration than planned is never overwritten: the run
+fails with a message (choose another output folder, or pass the same settings).
+Each task holds an exclusive lock on ``RUN/.lock`` while it trains, so two processes never
+train the same run at once (e.g. a stray worker of an interrupted sweep).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..errors import ConfigError, RunError
+from ..runs import RunDir
+from .profiles import Profile, get_profile, profile_config, run_key
+
+LOCK = ".lock"
+
+
+@dataclass
+class RunSpec:
+    """One run of a sweep."""
+
+    key: str  # model{m}_seed{s}
+    model: int
+    seed_index: int
+    path: str
+    config: dict[str, Any]  # RunConfig.to_dict()
+
+    def run(self) -> RunDir:
+        return RunDir(self.path)
+
+    @property
+    def epochs(self) -> int:
+        return int(self.config["train"]["epochs"])
+
+
+@dataclass
+class RunResult:
+    key: str
+    status: str  # "finished", "skipped" (already finished), "failed"
+    path: str
+    error: str = ""
+    traceback: str = ""
+    seconds: float = 0.0
+    resumed_from: int | None = None  # last epoch of the partial run that was resumed
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunResult":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class SweepResult:
+    results: dict[str, RunResult] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results.values() if r.status == "failed"]
+
+    @property
+    def ok(self) -> list[RunResult]:
+        return [r for r in self.results.values() if r.status in ("finished", "skipped")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_runs(profile: str | Profile, out: str | os.PathLike, *, data: str | None = None,
+              models: Sequence[int] | None = None, seeds: int | None = None,
+              sets: Mapping[str, Any] | None = None) -> list[RunSpec]:
+    """The runs of a reproduction: every model of ``models`` (default: the profile's) times
+    ``seeds`` seeds (default: the profile's), in ``out/model{m}_seed{s}``. Seeds first, so that
+    with two workers the first results of every model arrive together."""
+    p = get_profile(profile)
+    models = tuple(int(m) for m in (models or p.models))
+    n_seeds = int(seeds if seeds is not None else p.seeds)
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
+    out = Path(out)
+    specs = []
+    for s in range(n_seeds):
+        for m in models:
+            cfg = profile_config(p, data=data, model=m, seed_index=s, sets=sets)
+            key = run_key(m, s)
+            specs.append(RunSpec(key=key, model=m, seed_index=s, path=str(out / key), config=cfg.to_dict()))
+    return specs
+
+
+def run_state(spec: RunSpec) -> tuple[str, int]:
+    """("new" | "partial" | "finished", last epoch in metrics.csv) of a planned run.
+
+    Raises :class:`RunError` when the folder holds a run with another configuration."""
+    run = spec.run()
+    if not run.config_path.exists():
+        return "new", 0
+    stored = RunConfig.from_dict(run.read_config()).to_dict()
+    if stored != spec.config:
+        diff = _diff(stored, spec.config)
+        raise RunError(f"{run.path} holds a run with another configuration ({diff}); use another --out, "
+                       f"or the settings it was started with")
+    metrics = run.read_metrics()
+    last = int(metrics["epoch"].max()) if not metrics.empty else 0
+    return ("finished" if run.is_finished() else "partial"), last
+
+
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> str:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            d = _diff(va, vb, f"{prefix}{k}.")
+            if d:
+                out.append(d)
+        elif va != vb:
+            out.append(f"{prefix}{k}: stored {va!r}, planned {vb!r}")
+    return "; ".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run (the body of a Ray task)
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _run_lock(path: Path) -> Iterator[None]:
+    """Exclusive, non-blocking lock on RUN/.lock (released when the process dies)."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fh = open(path / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(f"{path} is being trained by another process (lock {path / LOCK})") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _limit_threads(n: int) -> contextlib.AbstractContextManager:
+    import torch
+
+    torch.set_num_threads(max(int(n), 1))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=max(int(n), 1))
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+
+
+def execute_run(spec: Mapping[str, Any] | RunSpec, threads: int = 1, progress: bool = False) -> dict[str, Any]:
+    """Train one planned run (or resume it, or skip it when finished); never raises.
+
+    Returns a :class:`RunResult` as a dict (status "finished", "skipped" or "failed")."""
+    spec = spec if isinstance(spec, RunSpec) else RunSpec(**spec)
+    t0 = time.perf_counter()
+    res = RunResult(key=spec.key, status="failed", path=spec.path)
+    try:
+        from ..train import train
+
+        with _limit_threads(threads):
+            path = Path(spec.path)
+            with _run_lock(path):
+                state, last = run_state(spec)
+                if state == "finished":
+                    res.status = "skipped"
+                else:
+                    if state == "partial" or (path / "config.json").exists():
+                        res.resumed_from = last
+                        train(RunConfig.from_dict(spec.config), path, resume=True, progress=progress)
+                    else:
+                        train(RunConfig.from_dict(spec.config), path, progress=progress)
+                    res.status = "finished"
+    except BaseException as exc:  # noqa: BLE001 - a task reports every failure
+        res.status = "failed"
+        res.error = f"{type(exc).__name__}: {exc}"
+        res.traceback = traceback.format_exc(limit=20)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+    res.seconds = time.perf_counter() - t0
+    return asdict(res)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------------------------
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("sweeps run on Ray: pip install 'infoflow[ray]' (or pass backend='serial')") from None
+    return ray
+
+
+def ray_processes(marker: str) -> list[int]:
+    """Ids of processes whose command line contains ``marker`` (e.g. a sweep's Ray temp dir)."""
+    pids = []
+    me = os.getpid()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and int(entry.name) != me:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def kill_processes(pids: Sequence[int], sig: int = signal.SIGKILL) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+                temp_dir: str | None = None, env: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """A Ray connection for one sweep: a new local instance (``address=None``) or an existing
+    cluster. Yields ``{"ray": module, "temp_dir": ..., "local": bool}``; shuts Ray down after,
+    and for a local instance also ends any of its processes left behind."""
+    ray = _ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env = dict(env or {})
+    own_temp = None
+    if address is None:
+        for k, v in env.items():  # workers of a local instance inherit the driver's environment
+            os.environ[k] = v
+        if temp_dir is None:
+            own_temp = tempfile.mkdtemp(prefix="ifr-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            temp_dir = own_temp
+        kwargs: dict[str, Any] = dict(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+                                      include_dashboard=False, log_to_driver=False, _temp_dir=str(temp_dir),
+                                      object_store_memory=128 * 2**20, configure_logging=True,
+                                      logging_level="WARNING")
+        if num_gpus is not None:
+            kwargs["num_gpus"] = num_gpus
+    else:
+        kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING",
+                      runtime_env={"env_vars": env} if env else None)
+    ray.init(**kwargs)
+    try:
+        yield {"ray": ray, "temp_dir": temp_dir, "local": address is None}
+    finally:
+        ray.shutdown()
+        if address is None and temp_dir:
+            time.sleep(0.2)
+            kill_processes(ray_processes(str(temp_dir)))
+            if own_temp:
+                shutil.rmtree(own_temp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------
+
+
+def last_epoch(path: str | os.PathLike) -> int:
+    """The last epoch in RUN/metrics.csv (0 when none), read from the file's tail."""
+    p = Path(path) / "metrics.csv"
+    try:
+        with open(p, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(size - 4096, 0))
+            lines = fh.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        head = line.split(",", 1)[0]
+        if head.isdigit():
+            return int(head)
+    return 0
+
+
+class _Progress:
+    """Runs done and epochs per run: rich bars, or plain lines when ``enabled`` is False."""
+
+    def __init__(self, specs: Sequence[RunSpec], enabled: bool, echo: Callable[[str], Any]) -> None:
+        self.specs = {s.key: s for s in specs}
+        self.echo = echo
+        self.bar = None
+        self.tasks: dict[str, Any] = {}
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+            self.all = self.bar.add_task("runs done", total=len(specs), status="")
+            for s in specs:
+                self.tasks[s.key] = self.bar.add_task(s.key, total=s.epochs, completed=last_epoch(s.path),
+                                                      status="queued")
+
+    def __enter__(self) -> "_Progress":
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def poll(self, running: Sequence[str]) -> None:
+        if self.bar is None:
+            return
+        for key in running:
+            s = self.specs[key]
+            self.bar.update(self.tasks[key], completed=last_epoch(s.path), status="running")
+
+    def done(self, res: RunResult, n_done: int) -> None:
+        s = self.specs[res.key]
+        msg = {"finished": "done", "skipped": "done before", "failed": "FAILED"}.get(res.status, res.status)
+        if self.bar is not None:
+            self.bar.update(self.tasks[res.key], completed=last_epoch(s.path), status=msg)
+            self.bar.update(self.all, completed=n_done)
+        else:
+            extra = f": {res.error}" if res.error else ""
+            self.echo(f"[{n_done}/{len(self.specs)}] {res.key}: {msg} ({last_epoch(s.path)}/{s.epochs} epochs, "
+                      f"{res.seconds:.0f} s){extra}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------------------------
+
+
+def warm_data_cache(specs: Sequence[RunSpec], progress: bool = False) -> None:
+    """Read (and cache) each distinct data configuration once, before the tasks start, so that
+    parallel tasks do not all decode the same zip."""
+    from ..data import load_splits
+
+    seen = []
+    for s in specs:
+        d = RunConfig.from_dict(s.config).data
+        if d in seen:
+            continue
+        seen.append(d)
+        load_splits(d, progress=progress)
+
+
+def run_sweep(specs: Sequence[RunSpec], *, address: str | None = None, backend: str = "ray",
+              num_cpus: int | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
+              threads_per_run: int = 1, progress: bool = True, poll_s: float = 2.0,
+              temp_dir: str | None = None, warm_cache: bool = True,
+              echo: Callable[[str], Any] = print) -> SweepResult:
+    """Run every planned run; skip finished ones, resume partial ones, report failures.
+
+    Args:
+        specs: from :func:`plan_runs`.
+        address: an existing Ray cluster (``ray://host:10001`` or ``host:6379``); None starts a
+            local Ray instance with ``num_cpus`` (default: all cores).
+        backend: "ray", or "serial" (one run after the other in this process; no Ray).
+        cpus_per_run, gpus_per_run: resources each task asks for.
+        threads_per_run: torch (and BLAS) threads inside each task.
+        progress: rich progress bars (else one line per finished run).
+    """
+    t0 = time.perf_counter()
+    out = SweepResult()
+    states: dict[str, tuple[str, int]] = {}
+    todo: list[RunSpec] = []
+    for s in specs:
+        try:
+            states[s.key] = run_state(s)
+        except RunError as exc:
+            out.results[s.key] = RunResult(s.key, "failed", s.path, error=str(exc))
+            continue
+        if states[s.key][0] == "finished":
+            out.results[s.key] = RunResult(s.key, "skipped", s.path)
+        else:
+            todo.append(s)
+    n_done = len(out.results)
+    if todo and warm_cache and address is None:
+        warm_data_cache(todo, progress=progress)
+    with _Progress(specs, progress, echo) as bar:
+        for key, res in out.results.items():
+            bar.done(res, list(out.results).index(key) + 1)
+        if backend == "serial":
+            for s in todo:
+                res = RunResult.from_dict(execute_run(s, threads_per_run, progress=False))
+                out.results[s.key] = res
+                n_done += 1
+                bar.done(res, n_done)
+        elif backend == "ray":
+            if todo:
+                if gpus_per_run and address is None:
+                    import torch
+
+                    if not torch.cuda.is_available():
+                        raise ConfigError(f"each run asks for {gpus_per_run:g} GPU(s) and this machine has none: "
+                                          "pass --address of a Ray cluster with GPUs, or "
+                                          "--set train.device=cpu --gpus-per-run 0")
+                env = {"OMP_NUM_THREADS": str(threads_per_run), "MKL_NUM_THREADS": str(threads_per_run),
+                       "OPENBLAS_NUM_THREADS": str(threads_per_run)}
+                with ray_session(address, num_cpus=num_cpus, temp_dir=temp_dir, env=env,
+                                 num_gpus=None) as sess:
+                    ray = sess["ray"]
+                    if gpus_per_run:
+                        have = float(ray.cluster_resources().get("GPU", 0))
+                        if have < gpus_per_run:
+                            raise ConfigError(f"each run asks for {gpus_per_run:g} GPU(s); the Ray cluster has {have:g}")
+                    task = ray.remote(execute_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
+                                                           max_retries=0, name="infoflow-run")
+                    pending = {task.remote(asdict(s), threads_per_run, False): s for s in todo}
+                    while pending:
+                        ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+                        for ref in ready:
+                            s = pending.pop(ref)
+                            try:
+                                res = RunResult.from_dict(ray.get(ref))
+                            except Exception as exc:  # worker died, task cancelled, ...
+                                res = RunResult(s.key, "failed", s.path, error=f"{type(exc).__name__}: {exc}")
+                            out.results[s.key] = res
+                            n_done += 1
+                            bar.done(res, n_done)
+                        bar.poll([s.key for s in pending.values()])
+        else:
+            raise ConfigError(f"backend must be 'ray' or 'serial', got {backend!r}")
+    out.results = {s.key: out.results[s.key] for s in specs if s.key in out.results}
+    out.seconds = time.perf_counter() - t0
+    return out

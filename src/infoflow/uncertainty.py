@@ -1,0 +1,488 @@
+"""How much an estimate can be trusted: subsampling intervals, the trend with N, and a
+permutation baseline for I(Y;M). Everything is computed from the stored distance matrices.
+
+For one logged epoch, layer, estimator and kernel width (``estimate_layers``' settings):
+
+* **Subsampling** (without replacement). For each probe-set size ``m`` in ``fractions * N``,
+  ``repeats`` seeded random subsets of ``m`` of the N probe samples are drawn and the estimator is
+  applied to each subset as if it were the probe set (a relative or Silverman width is resolved on
+  the subset, labels are the subset's). At ``m = N`` there is only one subset, the probe set
+  itself, so that value *is* the full estimate. The table of means and percentiles per ``m``
+  shows the estimate's trend with N: an estimate that still grows by ~1 bit per doubling of N
+  is pinned to its ceiling ``log2 N`` and measures the probe-set size, not the layer.
+* **Interval** of the full estimate (delete-d jackknife / half-sampling, Shao & Wu 1989): with
+  ``m_ci`` the subset size closest to N/2, the centred subset values
+  ``theta_m,r - mean_r(theta_m,r)`` times ``sqrt(m / (N - m))`` estimate the sampling
+  deviations of the full estimate; their ``(1 -/+ level) / 2`` percentiles are added to the full
+  value and the interval is clipped to the estimator's range ``[0, ceiling]``. Centring on the
+  subset mean removes the shift of the estimate with N (reported as ``trend``); the interval is
+  about *sampling* variability of the probe set, not about the estimator's bias.
+* **Permutation baseline** of ``I(Y;M)``: the labels are shuffled among the N probe samples
+  ``permutations`` times and the estimate is recomputed. What a layer shows above this baseline
+  is information about Y; at a narrow kernel (every sample isolated) the baseline itself is
+  ``H(Y)``, the estimate's ceiling, and the estimate says nothing. ``p_value`` is
+  ``(1 + #{baseline >= value}) / (1 + permutations)``.
+
+Main entry points: :func:`uncertainty_table` (a run), :func:`estimate_uncertainty` (one
+epoch's :class:`~infoflow.runs.Matrices`), :func:`layer_uncertainty` (one distance matrix).
+
+Columns of the uncertainty table (:data:`UNCERTAINTY_COLUMNS`), one row per
+(epoch, layer, estimator, setting, labels, quantity), quantities ``I_XM`` (labels ``"none"``) and
+``I_YM``::
+
+    value          the full-N estimate (equals mi.csv's value for the same setting)
+    ci_lo, ci_hi   the interval at `level` (clipped to [0, ceiling])
+    level          e.g. 0.9
+    trend          (value - mean at m_ci) / log2(N / m_ci): bits gained per doubling of N
+    baseline_mean  mean of the label-permutation estimates (I_YM; NaN for I_XM)
+    baseline_sd    their standard deviation
+    baseline_hi    their (1 + level) / 2 percentile
+    p_value        permutation p-value of value against the baseline (I_YM; NaN for I_XM)
+    n, d, log2n    N, D, log2 N
+    h_y            plug-in H(Y) of the labelling (NaN for I_XM)
+    ceiling        the estimator's ceiling: log2 N for I_XM; H(Y) (renyi: its alpha-entropy of
+                   the classes) for I_YM
+    kernel_var     the resolved kernel variance s2 (NaN for bin)
+    m_ci, repeats, permutations
+
+Columns of the subsample (trend) table (:data:`SUBSAMPLE_COLUMNS`): the same keys plus
+``m, repeats, mean, sd, lo, hi, ceiling`` (``lo``/``hi``: raw percentiles of the subset values at
+``level``; ``ceiling``: mean over subsets of log2 m or H(Y) of the subset's labels).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InfoflowError
+from .estimators._util import LN2, as_dist, as_labels, plugin_entropy_bits, to_numpy
+from .estimators.binning import binning_mi
+from .estimators.renyi import _entropy_from_eigs, _joint_with_labels, _label_entropy_from_ids, gaussian_gram
+from .estimators.table import NO_LABELS, bin_setting, renyi_setting
+from .estimators.widths import Width, expand_widths, kernel_var
+
+__all__ = [
+    "UNCERTAINTY_COLUMNS",
+    "SUBSAMPLE_COLUMNS",
+    "DEFAULT_FRACTIONS",
+    "layer_uncertainty",
+    "estimate_uncertainty",
+    "uncertainty_table",
+    "uncertainty_tables",
+    "kde_point",
+]
+
+KEYS = ("epoch", "layer", "name", "estimator", "setting", "labels", "quantity")
+UNCERTAINTY_COLUMNS = KEYS + (
+    "value", "ci_lo", "ci_hi", "level", "trend", "baseline_mean", "baseline_sd", "baseline_hi", "p_value",
+    "n", "d", "log2n", "h_y", "ceiling", "kernel_var", "m_ci", "repeats", "permutations",
+)  # fmt: skip
+SUBSAMPLE_COLUMNS = KEYS + ("m", "repeats", "mean", "sd", "lo", "hi", "ceiling", "n", "kernel_var")
+DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+UNC_ESTIMATORS = ("kde_upper", "kde_lower", "bin", "renyi")
+
+
+# -- point estimates of one layer on a subset, with fast label-permutation paths ---------------------
+class _KDEPrepared:
+    """KDE (upper or lower bound) of one layer on one sample set; I(Y;M) for any labels cheaply.
+
+    The kernel matrix ``exp(-d / (2 var) - rowmax)`` is computed once; the same-class sums of any
+    labelling are then one matrix product (the row maximum is the diagonal's 0, which lies in
+    the sample's own class, so no own-class sum underflows)."""
+
+    def __init__(self, d: np.ndarray, s2: float, bound: str) -> None:
+        var = s2 if bound == "upper" else 4.0 * s2
+        neg = d * (-1.0 / (2.0 * var))
+        n = d.shape[0]
+        self.mx = neg.max(axis=1)
+        neg -= self.mx[:, None]
+        self.e = np.exp(neg, out=neg)
+        self.t = np.log(self.e.sum(axis=1)) + self.mx - math.log(n)
+        self.i_xm = -float(np.mean(self.t)) / LN2
+
+    def i_ym(self, y: np.ndarray) -> float:
+        n = y.shape[0]
+        counts = np.bincount(y)
+        order = np.argsort(y, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[counts > 0]
+        sums = np.add.reduceat(self.e[:, order], starts, axis=1)  # (n, classes present), ids ascending
+        slot = np.cumsum(counts > 0) - 1
+        own = sums[np.arange(n), slot[y]]
+        tc = np.log(own) + self.mx - np.log(counts[y].astype(np.float64))
+        return float(np.mean(tc - self.t)) / LN2
+
+
+class _RenyiPrepared:
+    def __init__(self, d: np.ndarray, width: Width, alpha: float, dx: np.ndarray | None,
+                 s2: float | None = None) -> None:
+        self.alpha = alpha
+        self.a_m = gaussian_gram(d, kernel_var=kernel_var(width, d) if s2 is None else s2)
+        self.h_m = _entropy_from_eigs(np.linalg.eigvalsh(self.a_m), alpha)
+        if dx is None:
+            self.i_xm = math.nan
+        else:
+            a_x = gaussian_gram(dx, kernel_var=kernel_var(width, dx))
+            h_x = _entropy_from_eigs(np.linalg.eigvalsh(a_x), alpha)
+            prod = self.a_m * a_x
+            h_xm = _entropy_from_eigs(np.linalg.eigvalsh(prod / np.trace(prod)), alpha)
+            self.i_xm = self.h_m + h_x - h_xm
+
+    def i_ym(self, y: np.ndarray) -> float:
+        return self.h_m + _label_entropy_from_ids(y, self.alpha) - _joint_with_labels(self.a_m, y, self.alpha)
+
+
+class _BinPrepared:
+    def __init__(self, codes: np.ndarray) -> None:
+        self.codes = codes
+        self.i_xm = binning_mi(codes).i_xm
+
+    def i_ym(self, y: np.ndarray) -> float:
+        return binning_mi(self.codes, y).i_ym
+
+
+def _prepare(est: str, d: np.ndarray | None, *, width: Width | None, alpha: float, dx: np.ndarray | None,
+             codes: np.ndarray | None, s2: float | None = None) -> Any:
+    if est in ("kde_upper", "kde_lower"):
+        return _KDEPrepared(d, kernel_var(width, d) if s2 is None else s2, "upper" if est == "kde_upper" else "lower")
+    if est == "renyi":
+        return _RenyiPrepared(d, width, alpha, dx, s2)
+    if est == "bin":
+        return _BinPrepared(codes)
+    raise InfoflowError(f"unknown estimator {est!r} for uncertainty; choose from {', '.join(UNC_ESTIMATORS)}")
+
+
+def kde_point(d: Any, labels: Any = None, *, width: Any, bound: str = "upper") -> tuple[float, float]:
+    """``(I(X;M), I(Y;M))`` in bits of the KDE bound for kernel-width rule ``width`` (fast path;
+    equal to :func:`~infoflow.estimators.kde_mi` with the resolved variance to ~1e-12)."""
+    dd = as_dist(d)
+    p = _KDEPrepared(dd, kernel_var(width, dd), bound)
+    if labels is None:
+        return p.i_xm, math.nan
+    return p.i_xm, p.i_ym(as_labels(labels, dd.shape[0]))
+
+
+# -- seeded subsets and permutations ----------------------------------------------------------------
+def _rng(seed: int, *parts: Any) -> np.random.Generator:
+    words = [int(seed) & 0xFFFFFFFF]
+    for p in parts:
+        words.append(zlib.crc32(str(p).encode()) if not isinstance(p, (int, np.integer)) else int(p) & 0xFFFFFFFF)
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def subset_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+    """Subset sizes ``round(f * n)`` clipped to [2, n], ascending and distinct."""
+    sizes = set()
+    for f in fractions:
+        f = float(f)
+        if not (0.0 < f <= 1.0):
+            raise InfoflowError(f"subsample fractions must lie in (0, 1], got {f}")
+        sizes.add(int(min(max(round(f * n), 2), n)))
+    return sorted(sizes)
+
+
+def _subsets(n: int, sizes: Sequence[int], repeats: int, seed: int, epoch: int) -> dict[int, list[np.ndarray]]:
+    out: dict[int, list[np.ndarray]] = {}
+    for m in sizes:
+        if m >= n:
+            out[m] = [np.arange(n)]
+            continue
+        rng = _rng(seed, "subsample", epoch, m)
+        out[m] = [np.sort(rng.choice(n, size=m, replace=False)) for _ in range(repeats)]
+    return out
+
+
+def _permutations(labs: Sequence[tuple[str, np.ndarray]], permutations: int, seed: int,
+                  epoch: int) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = {}
+    for name, y in labs:
+        rng = _rng(seed, "permute", epoch, name)
+        out[name] = [rng.permutation(y) for _ in range(permutations)]
+    return out
+
+
+# -- one layer -----------------------------------------------------------------------------------
+def _ceiling_y(est: str, y: np.ndarray, alpha: float) -> float:
+    return _label_entropy_from_ids(y, alpha) if est == "renyi" else plugin_entropy_bits(np.bincount(y))
+
+
+def _settings(est: str, widths: Sequence[Width], bin_sizes: Sequence[float], alpha: float
+              ) -> list[tuple[str, Width | None, float | None]]:
+    if est == "bin":
+        return [(bin_setting(b), None, float(b)) for b in sorted(bin_sizes, key=float)]
+    if est == "renyi":
+        return [(renyi_setting(alpha, w), w, None) for w in widths]
+    return [(w.key(), w, None) for w in widths]
+
+
+def layer_uncertainty(
+    dist: Any,
+    labelings: Mapping[str, Any],
+    *,
+    dim: int,
+    estimator: str = "kde_upper",
+    width: Any = "fixed:0.2",
+    codes: Any = None,
+    dist_x: Any = None,
+    renyi_alpha: float = 1.01,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    repeats: int = 20,
+    permutations: int = 20,
+    level: float = 0.9,
+    seed: int = 0,
+    epoch: int = 0,
+    layer: int = 0,
+    name: str = "",
+    setting: str | None = None,
+    _subsets_cache: dict[int, list[np.ndarray]] | None = None,
+    _perms_cache: dict[str, list[np.ndarray]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Uncertainty of one layer's estimates for one estimator and width (``codes`` for bin).
+
+    Returns ``(summary, subsamples)`` with :data:`UNCERTAINTY_COLUMNS` / :data:`SUBSAMPLE_COLUMNS`.
+    """
+    est = str(estimator)
+    if est not in UNC_ESTIMATORS:
+        raise InfoflowError(f"unknown estimator {est!r} for uncertainty; choose from {', '.join(UNC_ESTIMATORS)}")
+    if not (0.0 < float(level) < 1.0):
+        raise InfoflowError(f"level must lie in (0, 1), got {level}")
+    repeats, permutations = int(repeats), int(permutations)
+    if repeats < 2 or permutations < 0:
+        raise InfoflowError(f"repeats must be >= 2 and permutations >= 0, got {repeats}, {permutations}")
+    alpha = float(renyi_alpha)
+    c = None
+    if est == "bin":
+        if codes is None:
+            raise InfoflowError("the binning estimator needs symbol codes (it cannot use distances)")
+        c = np.asarray(to_numpy(codes)).reshape(-1)
+        n = c.shape[0]
+        d = None
+        w = None
+    else:
+        d = as_dist(dist)
+        n = d.shape[0]
+        w = expand_widths([width], [])[0]
+    dx = None if (dist_x is None or est != "renyi") else as_dist(dist_x, what="dist_x")
+    labs = [(k, as_labels(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
+    if setting is None:
+        setting = _settings(est, [w] if w is not None else [], [], alpha)[0][0] if est != "bin" else "bin"
+    sizes = subset_sizes(n, fractions)
+    if n not in sizes:
+        sizes.append(n)
+    subs = _subsets_cache if _subsets_cache is not None else _subsets(n, sizes, repeats, seed, epoch)
+    perms = _perms_cache if _perms_cache is not None else _permutations(labs, permutations, seed, epoch)
+
+    def prep(idx: np.ndarray | None) -> tuple[Any, float]:
+        ds = d if (idx is None or d is None) else d[np.ix_(idx, idx)]
+        s2_ = math.nan if ds is None else kernel_var(w, ds)
+        if idx is None:
+            return _prepare(est, d, width=w, alpha=alpha, dx=dx, codes=c, s2=s2_), s2_
+        return _prepare(est, ds, width=w, alpha=alpha, dx=None if dx is None else dx[np.ix_(idx, idx)],
+                        codes=None if c is None else c[idx], s2=s2_), s2_
+
+    full, s2 = prep(None)
+    has_x = math.isfinite(full.i_xm) or est != "renyi"
+    quantities: list[tuple[str, str, np.ndarray | None]] = []
+    if has_x:
+        quantities.append((NO_LABELS, "I_XM", None))
+    quantities += [(k, "I_YM", y) for k, y in labs]
+    full_vals = {(lab, q): (full.i_xm if q == "I_XM" else full.i_ym(y)) for lab, q, y in quantities}
+
+    # subsamples: values[(lab, q)][m] = list of values
+    sub_vals: dict[tuple[str, str], dict[int, list[float]]] = {key: {} for key in full_vals}
+    sub_ceil: dict[tuple[str, str], dict[int, list[float]]] = {key: {} for key in full_vals}
+    sub_s2: dict[int, list[float]] = {}
+    for m in sorted(subs):
+        for idx in subs[m]:
+            p, s2_m = (full, s2) if m >= n else prep(idx)
+            sub_s2.setdefault(m, []).append(s2_m)
+            for lab, q, y in quantities:
+                if q == "I_XM":
+                    v, ce = p.i_xm, math.log2(m)
+                else:
+                    ys = y if m >= n else as_labels(y[idx], m)
+                    v = full_vals[(lab, q)] if m >= n else p.i_ym(ys)
+                    ce = _ceiling_y(est, ys, alpha)
+                sub_vals[(lab, q)].setdefault(m, []).append(float(v))
+                sub_ceil[(lab, q)].setdefault(m, []).append(float(ce))
+
+    lo_q, hi_q = (1.0 - level) / 2.0, (1.0 + level) / 2.0
+    below = [m for m in sub_vals[quantities[0][:2]] if m < n] if quantities else []
+    m_ci = min(below, key=lambda m: (abs(m - n / 2.0), -m)) if below else None
+    log2n = math.log2(n)
+
+    srows: list[dict[str, Any]] = []
+    urows: list[dict[str, Any]] = []
+    base = {"epoch": int(epoch), "layer": int(layer), "name": str(name), "estimator": est, "setting": str(setting)}
+    for lab, q, y in quantities:
+        key = (lab, q)
+        value = full_vals[key]
+        h_y = math.nan if y is None else plugin_entropy_bits(np.bincount(y))
+        ceiling = log2n if q == "I_XM" else _ceiling_y(est, y, alpha)
+        for m, vals in sorted(sub_vals[key].items()):
+            arr = np.asarray(vals)
+            srows.append({**base, "labels": lab, "quantity": q, "m": m, "repeats": arr.size,
+                          "mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+                          "lo": float(np.quantile(arr, lo_q)), "hi": float(np.quantile(arr, hi_q)),
+                          "ceiling": float(np.mean(sub_ceil[key][m])), "n": n,
+                          "kernel_var": float(np.mean(sub_s2[m]))})
+        if m_ci is not None:
+            arr = np.asarray(sub_vals[key][m_ci])
+            dev = (arr - arr.mean()) * math.sqrt(m_ci / (n - m_ci))
+            ci_lo = value + float(np.quantile(dev, lo_q))
+            ci_hi = value + float(np.quantile(dev, hi_q))
+            ci_lo, ci_hi = min(max(ci_lo, 0.0), ceiling), min(max(ci_hi, 0.0), ceiling)
+            ci_lo, ci_hi = min(ci_lo, value), max(ci_hi, value)
+            trend = (value - float(arr.mean())) / math.log2(n / m_ci)
+        else:
+            ci_lo = ci_hi = trend = math.nan
+        b_mean = b_sd = b_hi = p_val = math.nan
+        if q == "I_YM" and permutations > 0:
+            bvals = np.asarray([full.i_ym(as_labels(yp, n)) for yp in perms[lab][:permutations]])
+            b_mean = float(bvals.mean())
+            b_sd = float(bvals.std(ddof=1)) if bvals.size > 1 else 0.0
+            b_hi = float(np.quantile(bvals, hi_q))
+            p_val = (1.0 + float(np.sum(bvals >= value - 1e-12))) / (1.0 + bvals.size)
+        urows.append({**base, "labels": lab, "quantity": q, "value": float(value), "ci_lo": ci_lo, "ci_hi": ci_hi,
+                      "level": float(level), "trend": trend, "baseline_mean": b_mean, "baseline_sd": b_sd,
+                      "baseline_hi": b_hi, "p_value": p_val, "n": n, "d": int(dim), "log2n": log2n, "h_y": h_y,
+                      "ceiling": float(ceiling), "kernel_var": s2, "m_ci": m_ci if m_ci is not None else n,
+                      "repeats": repeats, "permutations": permutations if q == "I_YM" else 0})
+    return (pd.DataFrame(urows, columns=list(UNCERTAINTY_COLUMNS)),
+            pd.DataFrame(srows, columns=list(SUBSAMPLE_COLUMNS)))
+
+
+# -- one epoch / a run ---------------------------------------------------------------------------
+def _expand_unc_estimators(estimators: Sequence[str] | str) -> list[str]:
+    if isinstance(estimators, str):
+        estimators = [e for e in estimators.split(",") if e.strip()]
+    out: list[str] = []
+    for e in estimators:
+        e = e.strip()
+        names = ("kde_upper", "kde_lower") if e == "kde" else (e,)
+        for x in names:
+            if x not in UNC_ESTIMATORS:
+                raise InfoflowError(f"unknown estimator {x!r}; choose from 'kde', {', '.join(UNC_ESTIMATORS)}")
+            if x not in out:
+                out.append(x)
+    return [e for e in UNC_ESTIMATORS if e in out]
+
+
+def estimate_uncertainty(
+    m: Any,
+    labelings: Mapping[str, Any],
+    *,
+    widths: Sequence[Any] | str | None = None,
+    noise_vars: Sequence[float] = (0.2,),
+    estimators: Sequence[str] | str = ("kde_upper",),
+    renyi_alpha: float = 1.01,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    repeats: int = 20,
+    permutations: int = 20,
+    level: float = 0.9,
+    seed: int = 0,
+    layers: Sequence[int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Uncertainty tables of one logged epoch's :class:`~infoflow.runs.Matrices` ``m``.
+
+    ``widths``/``noise_vars`` as in :func:`~infoflow.estimators.estimate_layers` (an open
+    ``"fixed"`` is each noise variance); ``layers``: probe indices (default all). The same seeded
+    subsets and label permutations are used for every layer, estimator and setting of the epoch
+    (paired comparisons). Returns ``(summary, subsamples)``.
+    """
+    ests = _expand_unc_estimators(estimators)
+    ws = expand_widths(widths, [float(v) for v in noise_vars])
+    n_layers, n = m.dist.shape[0], m.dist.shape[1]
+    labs = [(k, as_labels(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
+    sizes = subset_sizes(n, fractions)
+    if n not in sizes:
+        sizes.append(n)
+    subs = _subsets(n, sizes, int(repeats), int(seed), int(m.epoch))
+    perms = _permutations(labs, int(permutations), int(seed), int(m.epoch))
+    todo = range(n_layers) if layers is None else [int(i) for i in layers]
+    parts_u, parts_s = [], []
+    for li in todo:
+        if not 0 <= li < n_layers:
+            raise InfoflowError(f"layer {li} is out of range: the run has {n_layers} probe layers")
+        d = as_dist(m.dist[li], what=f"dist[{li}]")
+        for est in ests:
+            if est == "bin" and not m.codes:
+                continue
+            for setting, w, b in _settings(est, ws, list(m.codes), float(renyi_alpha)):
+                u, s = layer_uncertainty(
+                    d, dict(labs), dim=int(m.dims[li]), estimator=est, width=w if w is not None else "fixed:1",
+                    codes=None if b is None else m.codes[b][li], dist_x=m.dist_input, renyi_alpha=renyi_alpha,
+                    fractions=fractions, repeats=repeats, permutations=permutations, level=level, seed=seed,
+                    epoch=int(m.epoch), layer=li, name=str(m.names[li]), setting=setting,
+                    _subsets_cache=subs, _perms_cache=perms)
+                parts_u.append(u)
+                parts_s.append(s)
+    if not parts_u:
+        return (pd.DataFrame(columns=list(UNCERTAINTY_COLUMNS)), pd.DataFrame(columns=list(SUBSAMPLE_COLUMNS)))
+    return pd.concat(parts_u, ignore_index=True), pd.concat(parts_s, ignore_index=True)
+
+
+def uncertainty_tables(
+    run: Any,
+    mi: Any = None,
+    *,
+    widths: Sequence[Any] | str | None = None,
+    estimators: Sequence[str] | str = ("kde_upper",),
+    epochs: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    repeats: int = 20,
+    permutations: int = 20,
+    level: float = 0.9,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(summary, subsamples)`` of a run (a :class:`~infoflow.runs.RunDir` or its path).
+
+    ``mi``: the :class:`~infoflow.config.MIConfig` whose labellings, noise variances, Renyi alpha
+    and widths are used (default: the run's own); ``widths`` overrides ``mi.widths``.
+    """
+    from .config import RunConfig
+    from .errors import RunError
+    from .runs import RunDir
+    from .tracker import load_probe_facts, make_labelings
+
+    rd = run if isinstance(run, RunDir) else RunDir.open(run)
+    if mi is None:
+        mi = RunConfig.from_dict(rd.read_config()).mi
+    facts = load_probe_facts(rd)
+    labelings = make_labelings(facts["masks"], facts["fit_masks"], mi)
+    stored = rd.matrix_epochs()
+    if not stored:
+        raise RunError(f"{rd.path} has no stored distance matrices: uncertainty needs them")
+    todo = stored if epochs is None else [int(e) for e in epochs]
+    missing = sorted(set(todo) - set(stored))
+    if missing:
+        raise RunError(f"{rd.path}: no stored matrices for epoch(s) {missing}; stored: {stored}")
+    iterator: Any = todo
+    if progress:
+        from rich.progress import track
+
+        iterator = track(todo, description="uncertainty")
+    parts_u, parts_s = [], []
+    for e in iterator:
+        u, s = estimate_uncertainty(
+            rd.load_matrices(e), labelings, widths=mi.widths if widths is None else widths, noise_vars=mi.noise_var,
+            estimators=estimators, renyi_alpha=mi.renyi_alpha, fractions=fractions, repeats=repeats,
+            permutations=permutations, level=level, seed=seed, layers=layers)
+        parts_u.append(u)
+        parts_s.append(s)
+    return pd.concat(parts_u, ignore_index=True), pd.concat(parts_s, ignore_index=True)
+
+
+def uncertainty_table(run: Any, mi: Any = None, **kwargs: Any) -> pd.DataFrame:
+    """Per (epoch, layer, estimator, setting, labels, quantity): value, ci_lo, ci_hi,
+    baseline_mean, baseline_hi, ... (:data:`UNCERTAINTY_COLUMNS`) of a run. Keywords as
+    :func:`uncertainty_tables`; for plots: draw ``[ci_lo, ci_hi]`` as the band of ``value`` and
+    ``baseline_mean``/``baseline_hi`` as the chance level of I(Y;M)."""
+    return uncertainty_tables(run, mi, **kwargs)[0]
