@@ -110,3 +110,24 @@ def test_robustness_table_of_a_run(tmp_path):
     assert set(est["setting"]) == {"noise_var=0.2", "noise_var=5.0", "rel=0.1"}
     assert list(dict.fromkeys(verdicts["setting"])) == ["noise_var=0.2", "noise_var=5.0", "rel=0.1"]
     assert set(summary["claim"]) == {"1", "2"}
+
+
+def test_with_the_projects_claim_checks():
+    pytest.importorskip("infoflow.experiments.claims")
+    from infoflow.robustness import claims_evaluator
+
+    rng = np.random.default_rng(0)
+    n = 32
+    y = np.arange(n) % 4
+    frames = []
+    for e in (1, 2, 5, 10, 20):
+        dists = np.stack([sqdist(rng.normal(size=(4, 6))[y] * e * (1 + li % 5) + rng.normal(size=(n, 6)))
+                          for li in range(23)])
+        frames.append(estimate_layers(dists, names=[f"l{i}" for i in range(23)], dims=[6] * 23, epoch=e,
+                                      labelings={"kmeans": y}, noise_vars=[0.2], estimators=("kde_upper",),
+                                      widths=("fixed:0.2", "rel:0.1")))
+    v = claims_by_setting(pd.concat(frames, ignore_index=True), claims_evaluator())
+    assert {"1", "2", "3", "4"} <= set(v["claim"]) and set(v["setting"]) == {"noise_var=0.2", "rel=0.1"}
+    assert all(h in (True, False, None) for h in v["holds"])
+    assert v.loc[v.claim == "4", "holds"].isna().all()  # no Dice curves: claim 4 undecided
+    assert len(summarize_robustness(v)) == len(set(v["claim"]))

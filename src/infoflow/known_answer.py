@@ -170,7 +170,6 @@ def population_iym(k: int, snr: float, *, n_mc: int = 400_000, seed: int = 12345
         return (math.log(2.0) - val) / LN2, err / LN2
     rng = np.random.default_rng(seed)
     s = math.sqrt(snr / 2.0)
-    total = np.empty(0)
     chunk = max(1, 4_000_000 // k)
     vals = []
     left = int(n_mc)
@@ -243,7 +242,7 @@ def sample_truth(dist: Any, labels: Any = None, *, s2: float, draws: int = 400, 
 
 # -- the benchmark ----------------------------------------------------------------------------------
 def _estimates(smp: MixtureSample, spec: MixtureSpec, widths: Sequence[str], estimators: Sequence[str],
-               bin_size: float, alpha: float) -> list[dict[str, Any]]:
+               bin_size: float, alpha: float, perms: Sequence[np.ndarray] = ()) -> list[dict[str, Any]]:
     from .estimators import bin_codes, binning_mi
     from .estimators.widths import expand_widths, kernel_var
     from .uncertainty import _KDEPrepared, _RenyiPrepared
@@ -256,17 +255,24 @@ def _estimates(smp: MixtureSample, spec: MixtureSpec, widths: Sequence[str], est
         for est in estimators:
             if est in ("kde_upper", "kde_lower"):
                 p = _KDEPrepared(d32, s2, "upper" if est == "kde_upper" else "lower")
-                rows.append({"estimator": est, "setting": w.key(), "s2": s2, "I_XM": p.i_xm, "I_YM": p.i_ym(y)})
+                rows.append({"estimator": est, "setting": w.key(), "s2": s2, "I_XM": p.i_xm, "I_YM": p.i_ym(y),
+                             "baseline": _baseline(p, perms)})
             elif est == "renyi":
                 p = _RenyiPrepared(d32, w, alpha, None)
                 rows.append({"estimator": est, "setting": "alpha=" + repr(alpha) + "," + w.renyi_key(), "s2": s2,
-                             "I_XM": math.nan, "I_YM": p.i_ym(y)})
+                             "I_XM": math.nan, "I_YM": p.i_ym(y), "baseline": _baseline(p, perms)})
     if "bin" in estimators and smp.acts is not None:
         c = bin_codes(smp.acts, bin_size=bin_size)
         r = binning_mi(c, y)
         rows.append({"estimator": "bin", "setting": f"bin={bin_size!r}", "s2": math.nan, "I_XM": r.i_xm,
-                     "I_YM": r.i_ym})
+                     "I_YM": r.i_ym, "baseline": float(np.mean([binning_mi(c, yp).i_ym for yp in perms]))
+                     if len(perms) else math.nan})
     return rows
+
+
+def _baseline(prepared: Any, perms: Sequence[np.ndarray]) -> float:
+    """Mean I(Y;M) over label permutations (NaN without permutations)."""
+    return float(np.mean([prepared.i_ym(yp) for yp in perms])) if len(perms) else math.nan
 
 
 def benchmark(
@@ -282,12 +288,15 @@ def benchmark(
     bin_size: float = 0.1,
     renyi_alpha: float = 1.01,
     explicit_dim: int = 4096,
+    permutations: int = 10,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Long table: per spec, sample draw, estimator, setting and quantity, the estimate and the
     truths ``truth_pop`` (the mixture's I(Y;M); +inf for I(X;M), a continuous layer),
     ``truth_pop_noisy`` (I(.; M+Z) at the resolved s2) and ``truth_sample`` (the KDE's target on
-    this sample set), each with its error ``*_err`` (quadrature error or MC standard error)."""
+    this sample set), each with its error ``*_err`` (quadrature error or MC standard error); and
+    ``baseline``: the mean I(Y;M) estimate over ``permutations`` label shufflings (what the
+    estimator reports for labels unrelated to the activations; NaN for I(X;M))."""
     cache: dict[tuple[int, float], tuple[float, float]] = {}
 
     def pop(k: int, snr: float) -> tuple[float, float]:
@@ -306,7 +315,9 @@ def benchmark(
             smp = sample_mixture(spec, rng, explicit_dim=explicit_dim, keep_acts="bin" in estimators)
             h_y = float(-(np.bincount(smp.labels) / spec.n * np.log2(np.bincount(smp.labels) / spec.n)).sum())
             truths: dict[float, dict[str, float]] = {}
-            for row in _estimates(smp, spec, widths, estimators, bin_size, renyi_alpha):
+            prng = np.random.default_rng(np.random.SeedSequence([int(seed), si, r, 1]))
+            perms = [prng.permutation(smp.labels) for _ in range(int(permutations))]
+            for row in _estimates(smp, spec, widths, estimators, bin_size, renyi_alpha, perms):
                 s2 = row["s2"]
                 kde = row["estimator"].startswith("kde")
                 if kde and s2 not in truths:
@@ -317,7 +328,8 @@ def benchmark(
                         continue
                     rec = {**asdict(spec), "repeat": r, "estimator": row["estimator"], "setting": row["setting"],
                            "s2": s2, "quantity": q, "estimate": row[q], "log2n": math.log2(spec.n), "h_y": h_y,
-                           "ceiling": math.log2(spec.n) if q == "I_XM" else h_y}
+                           "ceiling": math.log2(spec.n) if q == "I_XM" else h_y,
+                           "baseline": row["baseline"] if q == "I_YM" else math.nan}
                     if q == "I_YM":
                         rec["truth_pop"], rec["truth_pop_err"] = iy_pop, iy_pop_err
                     else:
@@ -359,7 +371,8 @@ def default_specs(quick: bool = False) -> list[MixtureSpec]:
 def summarize(frame: pd.DataFrame, truth: str = "truth_pop") -> pd.DataFrame:
     """Bias and spread of each estimator against one truth column, per spec, setting and quantity:
     ``truth`` (mean over draws), ``truth_err`` (largest error), ``estimate`` (mean), ``spread``
-    (sd over draws), ``bias`` (mean of estimate - truth), ``rmse``."""
+    (sd over draws), ``bias`` (mean of estimate - truth), ``rmse``, ``ceiling`` (log2 N or H(Y)),
+    ``baseline`` (mean label-permutation estimate of I(Y;M)), ``draws``."""
     keys = ["dim", "n", "k", "snr", "estimator", "setting", "quantity"]
     f = frame[np.isfinite(frame[truth])].copy()
     f["err"] = f["estimate"] - f[truth]
@@ -372,6 +385,7 @@ def summarize(frame: pd.DataFrame, truth: str = "truth_pop") -> pd.DataFrame:
         "bias": g["err"].mean(),
         "rmse": g["err"].apply(lambda e: float(np.sqrt(np.mean(np.square(e))))),
         "ceiling": g["ceiling"].mean(),
+        "baseline": g["baseline"].mean() if "baseline" in f else np.nan,
         "draws": g.size(),
     })
     return res.reset_index()

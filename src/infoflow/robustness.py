@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InfoflowError
-from .estimators.widths import Width, width_of_setting
+from .estimators.widths import width_of_setting
 
 __all__ = [
     "ROBUSTNESS_COLUMNS",
@@ -36,6 +36,7 @@ __all__ = [
     "summarize_robustness",
     "robustness_table",
     "default_evaluator",
+    "claims_evaluator",
     "DEFAULT_ROBUSTNESS_WIDTHS",
 ]
 
@@ -43,7 +44,7 @@ ROBUSTNESS_COLUMNS = ("claim", "estimator", "setting", "width_kind", "width_valu
 DEFAULT_ROBUSTNESS_WIDTHS = ("fixed:0.05", "fixed:0.2", "fixed:1.0", "fixed:5.0", "fixed:20.0", "fixed:100.0",
                              "rel:0.01", "rel:0.03", "rel:0.1", "rel:0.3", "rel:1.0", "silverman")
 _KIND_WORDS = {"fixed": "fixed variance", "rel": "relative width", "silverman": "Silverman x"}
-_HOLD_KEYS = ("holds", "passed", "pass", "ok", "result", "verdict", "supported")
+_HOLD_KEYS = ("holds", "passed", "pass", "ok", "result", "verdict", "supported", "status")
 _NAME_KEYS = ("claim", "id", "name", "number", "key")
 _DETAIL_KEYS = ("detail", "details", "evidence", "message", "reason", "explanation", "summary")
 
@@ -56,7 +57,7 @@ def _truth(v: Any) -> bool | None:
     if isinstance(v, (int, float, np.integer, np.floating)):
         return None if (isinstance(v, float) and math.isnan(v)) else bool(v)
     s = str(v).strip().lower()
-    if s in ("true", "yes", "holds", "pass", "passed", "ok", "supported", "1"):
+    if s in ("true", "yes", "holds", "pass", "passed", "ok", "supported", "1"):  # "inconclusive" -> None
         return True
     if s in ("false", "no", "fails", "fail", "failed", "not supported", "refuted", "0"):
         return False
@@ -73,7 +74,12 @@ def _get(obj: Any, keys: Sequence[str]) -> Any:
 
 
 def _results(obj: Any) -> list[dict[str, Any]]:
-    """Normalise what a claims evaluator returned to ``[{"claim", "holds", "detail"}]``."""
+    """Normalise what a claims evaluator returned to ``[{"claim", "holds", "detail"}]``.
+
+    ``evaluate_claims``' ``(claims table, extra)`` is read from its table: status ``pass`` ->
+    True, ``fail`` -> False, ``inconclusive`` -> None."""
+    if isinstance(obj, tuple) and obj and isinstance(obj[0], pd.DataFrame):
+        obj = obj[0]
     if isinstance(obj, pd.DataFrame):
         name_col = next((c for c in _NAME_KEYS if c in obj.columns), None)
         hold_col = next((c for c in _HOLD_KEYS if c in obj.columns), None)
@@ -127,8 +133,6 @@ def claims_by_setting(mi: pd.DataFrame, evaluate: Callable[[pd.DataFrame], Any],
         value = w.factor if w is not None else math.nan
         try:
             verdicts = _results(evaluate(sub))
-        except InfoflowError:
-            raise
         except Exception as exc:  # a check that cannot run on this setting is "undecided", not a crash
             verdicts = [{"claim": "all", "holds": None, "detail": f"{type(exc).__name__}: {exc}"}]
         for v in verdicts:
@@ -195,17 +199,36 @@ def summarize_robustness(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def default_evaluator() -> Callable[[pd.DataFrame], Any]:
-    """The claim checks of ``infoflow.experiments.claims`` as a callable on an MI table."""
+    """The claim checks of ``infoflow.experiments.claims`` as a callable on an MI table
+    (claims 1-3; claim 4 needs the models' Dice curves: see :func:`claims_evaluator`)."""
+    return claims_evaluator()
+
+
+def claims_evaluator(runs: Sequence[Any] | None = None, **kwargs: Any) -> Callable[[pd.DataFrame], Any]:
+    """``mi -> evaluate_claims(mi, metrics, removed, reference, **kwargs)``.
+
+    ``runs``: the run directories of the models (Models 1-4, any seeds); their Dice curves and
+    removed skips feed claim 4, while the MI table comes from the caller (one setting at a time).
+    Without runs only claims 1-3 are decided (claim 4 is inconclusive)."""
     try:
-        from .experiments import claims as mod  # type: ignore[attr-defined]
+        from .experiments.claims import evaluate_claims
     except ImportError as exc:
         raise InfoflowError("infoflow.experiments.claims is not available; pass an evaluate callable") from exc
-    for name in ("evaluate_claims", "check_claims", "claims_table", "evaluate"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    raise InfoflowError("infoflow.experiments.claims has no evaluate_claims/check_claims function; "
-                        "pass an evaluate callable")
+    metrics = removed = None
+    reference = "Model 1"
+    if runs:
+        from .experiments.claims import group_by_model
+
+        groups, removed = group_by_model(list(runs), kwargs.get("layout"))
+        full = [lab for lab, rem in removed.items() if not rem]
+        if full:
+            reference = full[0]
+        metrics = {lab: [r.read_metrics() for r in members] for lab, members in groups.items()}
+
+    def evaluate(mi: pd.DataFrame) -> Any:
+        return evaluate_claims(mi, metrics, removed, reference, **kwargs)
+
+    return evaluate
 
 
 def robustness_table(run: Any, evaluate: Callable[[pd.DataFrame], Any] | None = None, *,

@@ -165,3 +165,49 @@ def test_near_for() -> None:
     assert DEFAULT_NEAR == 400.0
     with pytest.raises(ProbeError):
         near_for([])
+
+
+def test_pilot_skips_float32_tier_when_everything_is_near() -> None:
+    rng = np.random.default_rng(6)
+    n, d = 200, 2_000
+    a = (0.2 * rng.standard_normal((n, d))).astype(np.float32)  # d ~ 160 < near for every pair
+    a[7] = a[3]
+    a[8] = a[3]
+    a[8, 5] += np.float32(1e-3)
+    stats: dict = {}
+    out = pairwise_sq_dists(a, stats=stats)
+    ref = exact(a)
+    assert ref.max() < NEAR
+    check(out, ref)
+    assert stats["skipped_gram32"] and stats["gram32"] == 0
+
+
+def test_pilot_keeps_float32_tier_for_far_rows() -> None:
+    rng = np.random.default_rng(7)
+    n, d = 200, 2_000
+    a = (5.0 + rng.standard_normal((n, d))).astype(np.float32)  # d ~ 4000 > near, uncorrelated
+    a[11] = a[10] + np.float32(1e-3)
+    stats: dict = {}
+    out = pairwise_sq_dists(a, stats=stats)
+    check(out, exact(a))
+    assert not stats["skipped_gram32"] and stats["gram32"] == stats["pairs"] - 1
+
+
+def test_torch_code_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tensor code path used on CUDA, exercised on CPU tensors."""
+    from infoflow.probe import distances
+
+    monkeypatch.setattr(distances, "_FORCE_TORCH", True)
+    rng = np.random.default_rng(8)
+    a = (100.0 + rng.standard_normal((170, 3_000))).astype(np.float32)
+    a[1] = a[0]
+    a[2] = a[0]
+    a[2, :4] += np.float32(1e-2)
+    stats: dict = {}
+    check(pairwise_sq_dists(torch.from_numpy(a), stats=stats), exact(a))
+    assert stats["gram32"] > 0
+    b = (0.1 * rng.standard_normal((170, 3_000))).astype(np.float32)
+    b[3] = b[4]
+    stats = {}
+    check(pairwise_sq_dists(torch.from_numpy(b), stats=stats), exact(b))
+    assert stats["skipped_gram32"]

@@ -47,6 +47,8 @@ def estimate_command(
     unc_seed: int = typer.Option(0, "--unc-seed", help="--uncertainty: seed of subsets and permutations"),
     robustness: bool = typer.Option(False, "--robustness", help="check the paper's claims under each kde_upper "
                                     "setting; write <out>.robustness.csv and <out>.robustness-summary.csv"),
+    claims_runs: Optional[str] = typer.Option(None, "--claims-runs", help="--robustness: comma-separated run "
+                                              "directories of Models 1-4 (their Dice curves decide claim 4)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Recompute MI from a run's stored distance matrices with any settings, without the network."""
@@ -116,7 +118,7 @@ def estimate_command(
                            permutations=permutations, fractions=fractions, level=level, layers=unc_layers,
                            seed=unc_seed, quiet=quiet)
     if robustness:
-        _write_robustness(run, table, out)
+        _write_robustness(run, table, out, claims_runs)
 
 
 def _sibling(out: Path, suffix: str) -> Path:
@@ -173,11 +175,12 @@ def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, r
     run.log(f"estimate: uncertainty -> {_sibling(out, 'uncertainty')} ({len(summary)} rows)")
 
 
-def _write_robustness(run: RunDir, table, out: Path) -> None:
-    from ..robustness import claims_by_setting, default_evaluator, summarize_robustness
+def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str]) -> None:
+    from ..robustness import claims_by_setting, claims_evaluator, summarize_robustness
     from ..runs import atomic_path
 
-    verdicts = claims_by_setting(table, default_evaluator(), estimator="kde_upper")
+    runs = None if not claims_runs else [RunDir.open(p.strip()) for p in claims_runs.split(",") if p.strip()]
+    verdicts = claims_by_setting(table, claims_evaluator(runs), estimator="kde_upper")
     summary = summarize_robustness(verdicts)
     for frame, suffix in ((verdicts, "robustness"), (summary, "robustness-summary")):
         with atomic_path(_sibling(out, suffix)) as tmp:

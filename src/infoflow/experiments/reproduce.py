@@ -76,7 +76,7 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
               sets: Mapping[str, Any] | None = None, thresholds: Mapping[str, Any] | None = None,
               num_cpus: int | None = None, gpus_per_run: float | None = None, backend: str = "ray",
               progress: bool = True, figures: bool = True, report: bool = True, per_run_reports: bool = True,
-              echo: Callable[[str], Any] = print) -> ReproduceResult:
+              ray_temp_dir: str | None = None, echo: Callable[[str], Any] = print) -> ReproduceResult:
     """Train the models of ``profile`` (every seed), then claims, figures and the report.
 
     Args:
@@ -93,6 +93,7 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
         gpus_per_run: GPUs per run (default: the profile's).
         backend: "ray" or "serial".
         figures, report, per_run_reports: what to draw after training.
+        ray_temp_dir: temp dir of the local Ray instance (default: a new /tmp/ifr-*).
     """
     t0 = time.perf_counter()
     p = get_profile(profile)
@@ -110,7 +111,8 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
     echo(f"reproduction '{p.name}': {len(specs)} runs into {out}")
     sweep = run_sweep(specs, address=address, backend=backend, num_cpus=num_cpus,
                       gpus_per_run=p.gpus_per_run if gpus_per_run is None else gpus_per_run,
-                      progress=progress, echo=echo)
+                      progress=progress, temp_dir=ray_temp_dir, echo=echo)
+    t_train = time.perf_counter() - t0
     result = ReproduceResult(out=out, specs=specs, sweep=sweep)
     for r in sweep.failed:
         echo(f"run {r.key} FAILED: {r.error}")
@@ -138,8 +140,10 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
 
     # -- figures and report ----------------------------------------------------------------------
     if figures or report:
+        t1 = time.perf_counter()
         _figures_and_report(runs, groups, out, result, figures=figures, report=report,
                             per_run_reports=per_run_reports, title=f"infoflow reproduction ({p.name})", echo=echo)
+        echo(f"training {t_train:.0f} s; figures and report {time.perf_counter() - t1:.0f} s")
     result.seconds = time.perf_counter() - t0
     return result
 

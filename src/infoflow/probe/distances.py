@@ -5,17 +5,23 @@ diagonal, never negative) for N rows of dimension D (D reaches 262,144 for the U
 layers). It runs in three tiers; each pair is taken from the first tier that can vouch for it.
 
 Tier 1, float32 Gram (BLAS)
-    The rows are centred on their column mean (rounded to float32; distances do not change under a
-    common shift, and this removes the large common offsets that make ``|a|^2 + |b|^2 - 2 a.b``
-    cancel). The centred rows ``c_i`` are formed one block of ``K`` columns at a time
-    (``K`` = 8192 or less, so no centred copy of the whole matrix is held); each block's Gram
-    ``C C^T`` is a float32 BLAS product (numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk``,
-    on CPU; ``torch.mm`` on CUDA) and the blocks are summed in float64. The squared norms
-    ``n_i = |c_i|^2`` are summed in float64 from the float32 ``c`` (the products are exact), and
+    The rows are centred on their column mean (distances do not change under a common shift, and
+    centring removes the large common offsets that make ``|a|^2 + |b|^2 - 2 a.b`` cancel). The
+    centred rows ``c_i`` are formed one block of ``K`` columns at a time (``K`` = 8192 or less,
+    so no centred copy of the whole matrix is ever held); each block's Gram ``C C^T`` is a
+    float32 BLAS product (on CPU numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` and which
+    measured faster here than torch/MKL's ``mm``; ``torch.mm`` on CUDA), and block results are
+    summed in float64 by pairwise (tree) summation. The squared norms ``n_i = |c_i|^2`` are
+    float64 sums of the exact float64 products of the float32 ``c``, and
     ``d~ = n_i + n_j - 2 G_ij``.
+    A pilot runs tier 1 on 64 fixed random rows first (when N >= 160); if every row can be
+    expected to have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly every
+    row anyway and tier 1 is skipped. (Activations of an untrained net, whose distances are all
+    below ``near``, and strongly correlated real images take that path.)
 Tier 2, float64 Gram
-    Pairs tier 1 cannot vouch for are recomputed the same way in float64 (products and sums)
-    over only the rows they involve, centred on those rows' float64 mean.
+    The pairs left are recomputed the same way in float64 (products and sums, blocks of
+    ``K`` = 512 columns) over only the rows they involve, centred on those rows' float64 mean
+    (so a tight cluster of near duplicates gets small norms and tight bounds).
 Tier 3, direct
     What tier 2 cannot vouch for is computed directly: ``sum_k (a_ik - a_jk)^2`` with the
     differences and the sum in float64 (for float32 input each difference is exact; the relative
@@ -30,10 +36,12 @@ float64), ``gamma_n = n u / (1 - n u)``, ``nu_i = sqrt(n_i)``.
   perturbed by at most ``rho = u' (nu_i + nu_j)``, ``u' ~ u``, and
   ``|d_c - d| <= rho^2 + 2 rho sqrt(d)`` with ``d`` the true and ``d_c`` the centred distance.
 * Gram entry, worst case, for *any* summation order the library may use inside a block of
-  ``K`` columns, plus the float64 sum of the ``D/K`` block results (Higham, *Accuracy and
-  Stability of Numerical Algorithms*, Thm 3.1, and Cauchy-Schwarz):
-  ``|G~_ij - c_i.c_j| <= (gamma_K + gamma^64_{D/K}) nu_i nu_j``. At K = 8192 in float32 this is
-  about ``5e-4 nu_i nu_j``: rigorous but far from what BLAS achieves.
+  ``K`` columns, plus the float64 tree sum of the ``D/K`` block results, depth
+  ``t <= 2 ceil(log2(D/K)) + 1`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+  Thm 3.1 and section 4.2, and Cauchy-Schwarz):
+  ``|G~_ij - c_i.c_j| <= (gamma_K + gamma^64_t) nu_i nu_j``. In float32 at K = 8192 this is about
+  ``5e-4 nu_i nu_j``: rigorous but far from what BLAS achieves. In float64 at K = 512 it is
+  about ``6e-14 nu_i nu_j``. Norms: ``gamma^64_{K + 1 + t} n_i``.
 * Gram entry, working model (tier 1 only): ``|G~_ij - c_i.c_j| <= kappa u nu_i nu_j`` with
   ``kappa = gram_error`` (default 16). Measured on this project's CPU (MKL via torch and OpenBLAS
   via numpy, 1 and 2 threads, K = 8192, D = 262,144, 19,900 pairs per case), the largest
@@ -48,17 +56,23 @@ float64), ``gamma_n = n u / (1 - n u)``, ``nu_i = sqrt(n_i)``.
 A tier-1 value is accepted when (i) it is provably far: ``d~ >= near + alpha'_wc + beta sqrt(near)``
 with the *worst-case* ``alpha'_wc``, so every pair whose true distance is below ``near`` reaches
 tier 2 or 3 whatever the BLAS did; and (ii) under the working model its relative error is at
-most ``rtol``. A tier-2 value is accepted only on the worst-case bound: with relative error at
-most ``near_rtol`` if it may be below ``near``, else ``rtol``. So every pair the kernels can
-see (``d < near``) is accurate to ``near_rtol`` (default 1e-10) rigorously, and every other pair
-to ``rtol`` (default 1e-5) under the model (rigorously to ~``1e-3 nu_i nu_j / d``).
+most ``rtol`` (this flags pairs with ``d < ~0.4 nu_i nu_j`` at the defaults). A tier-2 value is
+accepted only on the worst-case bound: with relative error at most ``near_rtol`` if it may be
+below ``near``, else ``rtol`` (at the defaults tier 2 keeps pairs with ``d >= ~5e-3 nu_i nu_j``
+resp. ``~5e-8 nu_i nu_j``). So every pair the kernels can see (``d < near``) is accurate to
+``near_rtol`` (default 1e-10) rigorously, and every other pair to ``rtol`` (default 1e-5): under
+the working model when it came from tier 1 (rigorously to ~``1e-3 nu_i nu_j / d`` there),
+rigorously when it came from tier 2 or 3.
 
 ``near`` should be a few hundred times the largest KDE noise variance in use (the KDE kernel is
 ``exp(-d / (2 s2))``, its lower bound uses ``4 s2``; at ``d = 400 s2`` the weight is ``e^-50``);
 :func:`near_for` computes it. The default, :data:`DEFAULT_NEAR` = 400, covers both the code's
 ``s2 = 0.2`` and the paper text's ``s2 = 1``.
 
-On CUDA the float32 Gram runs with full float32 precision (TF32 switched off while it runs).
+Cost: at N = 605, D = 262,144 on this project's 2-core CPU the float32 path takes about as long
+as one float32 ``A @ A.T`` plus ~50% (centring, norms, mean); the float64 path about twice that.
+Memory: column blocks of at most ~64 MiB, a few N x N float64 matrices and O(N^2) pair arrays.
+On CUDA the Gram runs with full float32 precision (TF32 switched off while it runs).
 """
 
 from __future__ import annotations
@@ -86,6 +100,9 @@ DEFAULT_GRAM_ERROR = 16.0
 
 _BLOCK_BYTES = 64 * 2**20  # temporaries of one column block (float64 copy of N x K) stay below this
 _MAX_K32 = 8192  # columns per float32 Gram block (the worst-case bound grows with it)
+_FORCE_TORCH = False  # tests: take the torch (CUDA) code path on CPU tensors
+_PILOT_MIN_N = 160  # below this many rows tier 1 always runs
+_PILOT_ROWS = 64  # rows of the pilot that decides whether tier 1 is worth running
 _MAX_K64 = 512  # columns per float64 Gram block (tight worst-case bound: ~(512 + 20) * 2^-53)
 
 
@@ -178,67 +195,91 @@ class _TreeSum:
 
 
 class _Centered:
-    """Rows of x (or x[rows]) centred on their column mean, produced one column block at a time.
+    """Rows of x (or x[rows]) centred on a mean, produced one column block at a time.
 
-    float32 tier: the float64 mean is rounded to the input dtype and subtracted in it (for float32
-    input one rounding; any common shift leaves distances unchanged); a float64 input is centred in
-    float64 and rounded to float32. float64 tier: exact conversion, then one float64 rounding.
+    The shift is the float64 column mean unless ``mu`` is given (any common shift leaves distances
+    unchanged; the mean keeps the norms, hence the error bounds, small). float32 tier: for float32
+    input the shift is rounded to float32 and subtracted in float32 (one rounding); float64 input
+    is centred in float64, then rounded to float32. float64 tier: exact conversion, one rounding.
+    On CPU the blocks are numpy arrays (numpy's float64 reductions are several times faster than
+    torch's here); on CUDA torch tensors.
     """
 
-    def __init__(self, x: torch.Tensor, dtype: torch.dtype, k: int, rows: torch.Tensor | None) -> None:
-        self.x, self.dtype, self.k, self.rows = x, dtype, k, rows
+    def __init__(
+        self, x: torch.Tensor, dtype: torch.dtype, k: int, rows: np.ndarray | None, mu: Any = None
+    ) -> None:
+        self.cpu = x.device.type == "cpu" and not _FORCE_TORCH
+        self.x = x.numpy() if self.cpu else x
+        self.dtype, self.k = dtype, k
+        self.rows = rows if rows is None or self.cpu else torch.as_tensor(rows, device=x.device)
         self.n = x.shape[0] if rows is None else len(rows)
         self.d = x.shape[1]
-        mu = torch.empty(self.d, dtype=torch.float64, device=x.device)
-        for s, blk in self._raw():
-            mu[s : s + k] = blk.sum(dim=0, dtype=torch.float64) / self.n
-        if not bool(torch.isfinite(mu).all()):
-            raise ProbeError("activations contain NaN or infinite values")
+        if mu is None:
+            if self.cpu:
+                mu = np.empty(self.d)
+                for s, blk in self._raw():
+                    mu[s : s + k] = blk.sum(axis=0, dtype=np.float64) / self.n
+                finite = bool(np.isfinite(mu).all())
+            else:
+                mu = torch.empty(self.d, dtype=torch.float64, device=x.device)
+                for s, blk in self._raw():
+                    mu[s : s + k] = blk.sum(dim=0, dtype=torch.float64) / self.n
+                finite = bool(torch.isfinite(mu).all())
+            if not finite:
+                raise ProbeError("activations contain NaN or infinite values")
         self.mu = mu
-        self.mu_x = mu.to(x.dtype)
+        self.mu_x = mu.astype(self.x.dtype) if self.cpu else mu.to(x.dtype)
+        self.float64_input = x.dtype == torch.float64
 
-    def _raw(self) -> Iterator[tuple[int, torch.Tensor]]:
+    def _raw(self) -> Iterator[tuple[int, Any]]:
         for s in range(0, self.d, self.k):
             yield s, (self.x[:, s : s + self.k] if self.rows is None else self.x[self.rows, s : s + self.k])
 
-    def blocks(self) -> Iterator[torch.Tensor]:
+    def blocks(self) -> Iterator[Any]:
+        k = self.k
         for s, blk in self._raw():
-            if self.dtype == torch.float64 and blk.dtype != torch.float64:
-                yield blk.to(torch.float64) - self.mu[s : s + self.k]
+            if self.cpu:
+                if self.dtype == torch.float64:
+                    yield blk.astype(np.float64) - self.mu[s : s + k]
+                else:
+                    yield (blk - self.mu_x[s : s + k]).astype(np.float32, copy=False)
+            elif self.dtype == torch.float64:
+                yield blk.to(torch.float64) - self.mu[s : s + k]
             else:
-                yield (blk - self.mu_x[s : s + self.k]).to(self.dtype)
+                yield (blk - self.mu_x[s : s + k]).to(torch.float32)
 
-    @property
-    def n_blocks(self) -> int:
-        return -(-self.d // self.k)
-
-    def norms(self) -> tuple[np.ndarray, float]:
-        """Squared norms of the centred rows in float64, and their relative error bound."""
-        tree = _TreeSum()
+    def stats(self, backend: str, gram: bool = True) -> tuple[np.ndarray, float, np.ndarray | None, float]:
+        """Squared norms (float64) of the centred rows and their relative error bound; and (if
+        ``gram``) their Gram matrix (float64) with its worst-case error factor g,
+        ``|G~_ij - c_i.c_j| <= g nu_i nu_j`` whatever the summation order inside BLAS.
+        One pass over the columns."""
+        norms, grams = _TreeSum(), _TreeSum()
+        use_torch_mm = backend == "torch" or not self.cpu
         for c in self.blocks():
-            c64 = c.to(torch.float64) if c.dtype != torch.float64 else c.clone()
-            c64.mul_(c64)
-            tree.add(c64.sum(dim=1))
+            if self.cpu:
+                norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
+            else:
+                c64 = c.to(torch.float64) if c.dtype != torch.float64 else c.clone()
+                c64.mul_(c64)
+                norms.add(c64.sum(dim=1))
+            if not gram:
+                continue
+            if not use_torch_mm:
+                grams.add((c @ c.T).astype(np.float64, copy=False))  # numpy runs a @ a.T as syrk
+            else:
+                ct = torch.from_numpy(c) if self.cpu else c
+                g_blk = torch.mm(ct, ct.T).to(torch.float64)
+                grams.add(g_blk.numpy() if self.cpu else g_blk)
+        nrm = norms.total()
+        nrm = nrm if self.cpu else nrm.cpu().numpy()
         # products exact for float32 c (else one rounding); a block sum of k terms; the tree
-        per_block = self.k + (0 if self.dtype == torch.float32 else 1)
-        return tree.total().cpu().numpy(), _gamma(per_block + tree.depth, U64)
-
-    def gram(self, backend: str) -> tuple[np.ndarray, float]:
-        """Gram matrix (float64) of the centred rows, and its worst-case error factor g:
-        ``|G~_ij - c_i.c_j| <= g nu_i nu_j`` whatever the summation order inside BLAS."""
-        use_numpy = backend == "numpy" or (backend == "auto" and self.x.device.type == "cpu")
-        tree = _TreeSum()
-        u = U32 if self.dtype == torch.float32 else U64
-        for c in self.blocks():
-            if use_numpy:
-                cn = c.cpu().numpy()
-                tree.add((cn @ cn.T).astype(np.float64, copy=False))  # numpy runs a @ a.T as syrk
-            else:
-                tree.add(torch.mm(c, c.T).to(torch.float64))
-        total = tree.total()
-        g = total if use_numpy else total.cpu().numpy()
-        g_block = _gamma(self.k, u)
-        return g, g_block + _gamma(tree.depth, U64) * (1.0 + g_block)
+        g_norm = _gamma(self.k + (0 if self.dtype == torch.float32 else 1) + norms.depth, U64)
+        if not gram:
+            return nrm, g_norm, None, math.inf
+        g = grams.total()
+        g = g if self.cpu else g.cpu().numpy()
+        g_block = _gamma(self.k, U32 if self.dtype == torch.float32 else U64)
+        return nrm, g_norm, g, g_block + _gamma(grams.depth, U64) * (1.0 + g_block)
 
 
 def _bounds(
@@ -346,31 +387,38 @@ def pairwise_sq_dists(
     todo = np.arange(len(iu))
 
     # ---- tier 1: float32 Gram of centred rows --------------------------------------------------
-    cen = _Centered(x, torch.float32, _block_cols(n, _MAX_K32), None)
-    nrm, g_norm = cen.norms()
-    # Pairs with (nu_i + nu_j)^2 < near are certainly near (d <= (nu_i + nu_j)^2 up to rounding).
-    # If the rows of such pairs make up most of the set, tier 2 would redo most of tier 1: skip it.
-    nu = np.sqrt(nrm)
-    nu_sorted = np.sort(nu)
-    partner = np.where(nu == nu_sorted[0], nu_sorted[1], nu_sorted[0])  # smallest other norm
-    certain = (nu + partner) ** 2 * (1.0 + 1e-3) + 1e-300 < near
-    if certain.mean() >= 0.7:
-        counts["skipped_gram32"] = True
-    else:
-        with _full_precision_matmul():
-            g, g_gram = cen.gram(backend)
-        ni, nj = nrm[iu], nrm[ju]
-        d1 = ni + nj - 2.0 * g[iu, ju]
-        del g
-        u_center = U32 + (2.0 * U64 if x.dtype == torch.float64 else 0.0)
+    k1 = _block_cols(n, _MAX_K32)
+    cen = _Centered(x, torch.float32, k1, None)
+    u_center = U32 + (2.0 * U64 if x.dtype == torch.float64 else 0.0)
+
+    def tier1_ok(d1: np.ndarray, ni: np.ndarray, nj: np.ndarray, g_gram: float, g_norm: float) -> np.ndarray:
         aw, am, beta = _bounds(ni, nj, g_gram=g_gram, g_norm=g_norm, u_center=u_center, kappa_u=gram_error * U32)
         ok = d1 >= _rel_threshold(am, beta, rtol)
         if near > 0:
             ok &= d1 >= _near_threshold(aw, beta, near)
+        return ok
+
+    # Pilot: tier 1 on a fixed random subset of rows. If each row can be expected to have a couple
+    # of pairs tier 1 cannot vouch for, tier 2 will need (nearly) every row anyway: skip tier 1.
+    if n >= _PILOT_MIN_N:
+        pick = np.sort(np.random.default_rng(0).choice(n, _PILOT_ROWS, replace=False))
+        with _full_precision_matmul():
+            nrm_p, g_norm_p, gp, g_gram_p = _Centered(x, torch.float32, k1, pick, mu=cen.mu).stats(backend)
+        pi, pj = np.triu_indices(len(pick), 1)
+        ni, nj = nrm_p[pi], nrm_p[pj]
+        q = 1.0 - tier1_ok(ni + nj - 2.0 * gp[pi, pj], ni, nj, g_gram_p, g_norm_p).mean()
+        counts["skipped_gram32"] = bool(q * (n - 1) >= 2.0)
+    if not counts["skipped_gram32"]:
+        with _full_precision_matmul():
+            nrm, g_norm, g, g_gram = cen.stats(backend)
+        ni, nj = nrm[iu], nrm[ju]
+        d1 = ni + nj - 2.0 * g[iu, ju]
+        del g
+        ok = tier1_ok(d1, ni, nj, g_gram, g_norm)
         vals[ok] = d1[ok]
         counts["gram32"] = int(ok.sum())
         todo = np.flatnonzero(~ok)
-        del d1, aw, am, beta, ni, nj
+        del d1, ni, nj
     del cen
 
     # ---- tier 2: float64 Gram over the rows involved, worst-case bounds only -----------------
@@ -378,10 +426,9 @@ def pairwise_sq_dists(
         rows = np.unique(np.concatenate([iu[todo], ju[todo]]))
         local = np.full(n, -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
-        sel = torch.as_tensor(rows, device=x.device) if len(rows) < n else None  # gathered per block
+        sel = rows if len(rows) < n else None  # gathered per column block
         cen = _Centered(x, torch.float64, _block_cols(len(rows), _MAX_K64), sel)
-        nrm2, g_norm2 = cen.norms()
-        g2, g_gram2 = cen.gram(backend)
+        nrm2, g_norm2, g2, g_gram2 = cen.stats(backend)
         del cen
         li, lj = local[iu[todo]], local[ju[todo]]
         ni, nj = nrm2[li], nrm2[lj]

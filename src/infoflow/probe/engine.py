@@ -70,6 +70,7 @@ class ProbeResult:
     groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
     flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer
     dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run, forward (incl. hash), hash, distances, input
 
 
 def plan_groups(sizes: Sequence[int], costs: Sequence[float], budget: int) -> list[tuple[int, int]]:
@@ -191,6 +192,7 @@ def probe_layers(
         if progress:
             print(f"[probe] {msg}", file=sys.stderr, flush=True)
 
+    timings = {"dry_run": 0.0, "forward": 0.0, "hash": 0.0, "distances": 0.0, "input": 0.0}
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -213,8 +215,10 @@ def probe_layers(
                 dims[idx] = int(t.numel())
                 flops[idx] = int(counter.get_total_flops())
 
+        t0 = time.perf_counter()
         with torch.no_grad(), counter, forward_hooks(pairs, dry):
             model(x_all[:1].to(dev))
+        timings["dry_run"] = time.perf_counter() - t0
         missing = [pairs[i][0] for i in range(n_layers) if calls[i] == 0]
         if missing:
             raise ProbeError(
@@ -268,8 +272,10 @@ def probe_layers(
                 view.copy_(t.reshape(e - s, -1))
                 if not bool(torch.isfinite(view).all()):
                     raise ProbeError(f"probe layer {name!r} produced NaN or infinite activations")
+                t_hash = time.perf_counter()
                 for b in bins:
                     digests[b][idx][s:e] = _symbol_digests(view, b32[b])
+                timings["hash"] += time.perf_counter() - t_hash
                 state["seen"].add(idx)
                 if idx == last:
                     raise _StopForward
@@ -277,6 +283,7 @@ def probe_layers(
             names = [pairs[i][0] for i in group]
             say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {_fmt_bytes(sum(b.numel() * 4 for b in bufs.values()))})")
             hooked = [pairs[i] for i in group]
+            t0 = time.perf_counter()
             with torch.no_grad(), forward_hooks(hooked, lambda j, nm, o, _g=group: grab(_g[j], nm, o)):
                 for s in range(0, n, batch_size):
                     e = min(n, s + batch_size)
@@ -288,15 +295,20 @@ def probe_layers(
                     if state["seen"] != members:
                         lost = [pairs[i][0] for i in group if i not in state["seen"]]
                         raise ProbeError(f"probe layer(s) produced nothing for samples {s}..{e - 1}: {', '.join(lost)}")
+            timings["forward"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
             for i in group:
                 st: dict = {}
                 dist[i] = pairwise_sq_dists(bufs.pop(i), near=near, stats=st)
                 dist_stats[i] = st
             del bufs
+            timings["distances"] += time.perf_counter() - t0
 
         dist_input = None
         if include_input:
+            t0 = time.perf_counter()
             dist_input = pairwise_sq_dists(x_all.reshape(n, -1), near=near)
+            timings["input"] = time.perf_counter() - t0
 
         codes = {b: np.stack([_dense_ids(digests[b][i]) for i in range(n_layers)]) for b in bins}
     finally:
@@ -316,4 +328,5 @@ def probe_layers(
         groups=[[pairs[i][0] for i in g] for g in groups],
         flops=flops,
         dist_stats=dist_stats,
+        timings=timings,
     )
