@@ -167,14 +167,15 @@ class MITracker:
 
     def log_epoch(self, model: nn.Module, epoch: int) -> pd.DataFrame:
         """Probe ``model`` now, store the matrices and append the estimates of ``epoch``."""
-        from .probe import probe_layers
+        from .probe import DEFAULT_NEAR, near_for, probe_layers
 
         mi = self.mi
         device = self.device or next(model.parameters()).device
         res = probe_layers(model, self._images, list(self.layers(model)), batch_size=mi.batch_size,
                            memory_budget_bytes=int(mi.memory_budget_gb * 2**30), device=device,
                            bin_sizes=tuple(mi.bin_size) if "bin" in mi.estimators else (),
-                           include_input="renyi" in mi.estimators)
+                           include_input="renyi" in mi.estimators,
+                           near=max(DEFAULT_NEAR, near_for(mi.noise_var)))
         m = Matrices(epoch=int(epoch), names=list(res.names), dims=np.asarray(res.dims, dtype=np.int64),
                      dist=res.dist.astype(np.float32), codes=dict(res.codes),
                      dist_input=None if res.dist_input is None else res.dist_input.astype(np.float32))

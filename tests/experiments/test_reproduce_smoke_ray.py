@@ -28,8 +28,8 @@ def smoke(tmp_path_factory):
     temp = tempfile.mkdtemp(prefix="ifr-s", dir="/tmp")
     lines: list[str] = []
     try:
-        res = reproduce(str(DATA), "smoke", out, progress=False, per_run_reports=False, ray_temp_dir=temp,
-                        echo=lines.append)
+        res = reproduce(str(DATA), "smoke", out, progress=False, per_run_reports=False, formats=("png",),
+                        ray_temp_dir=temp, echo=lines.append)
         left = ray_processes(temp)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -86,15 +86,37 @@ def test_claims_command_on_the_reproduction(smoke, capsys, tmp_path):
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
+    # the same execute_run body as a Ray task; serial here to save a Ray start-up
     specs = plan_runs("smoke", tmp_path / "sw", data=str(DATA), models=[1, 2],
                       sets={"train.epochs": 2, "mi.enabled": False})
-    specs[1].config["data"]["source"] = str(tmp_path / "no-such-data")
-    temp = tempfile.mkdtemp(prefix="ifr-f", dir="/tmp")
-    try:
-        res = run_sweep(specs, num_cpus=2, temp_dir=temp, progress=False, echo=lambda s: None)
-        assert not ray_processes(temp)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    ok, bad = res.results["model1_seed0"], res.results["model2_seed0"]
+    specs[0].config["data"]["source"] = str(tmp_path / "no-such-data")
+    res = run_sweep(specs, backend="serial", progress=False, echo=lambda s: None)
+    bad, ok = res.results["model1_seed0"], res.results["model2_seed0"]
     assert ok.status == "finished" and RunDir(ok.path).is_finished()
     assert bad.status == "failed" and "no-such-data" in bad.error and "Traceback" in bad.traceback
+
+
+def test_seeds_give_median_figures_and_claims(tmp_path):
+    # serial (no Ray): the seed handling is the same whatever runs the tasks
+    out = tmp_path / "seeds"
+    res = reproduce(str(DATA), "smoke", out, seeds=2, models=[1, 2], backend="serial", progress=False,
+                    report=False, per_run_reports=False, formats=("png",), sets={"train.epochs": 5},
+                    echo=lambda s: None)
+    assert [s.key for s in res.specs] == ["model1_seed0", "model2_seed0", "model1_seed1", "model2_seed1"]
+    assert [RunDir(s.path).read_config()["train"]["seed"] for s in res.specs] == [0, 0, 1, 1]
+    assert (res.claims["seeds"] == 2).all()
+    assert res.claims.set_index("claim").loc["4 Model 2", "detail"].count("per seed") <= 1
+    for stem in ("dice", "model1_information_planes", "model1_uplots", "model1_mi_vs_epoch"):
+        assert (out / "figures" / f"{stem}.png").exists(), stem
+    assert not res.problems, res.problems
+
+
+def test_cli_reproduce_serial_without_report(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["reproduce", "--data", str(DATA), "--profile", "smoke", "--out", str(out), "--models", "1,4",
+                 "--serial", "--no-report", "--quiet", "--set", "train.epochs=3", "--threshold", "min_logged=2"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "claim 4 Model 4" in text and "2 of 2 runs finished, 0 failed" in text
+    assert (out / "claims.md").exists() and not (out / "report.html").exists()
+    assert RunDir(out / "model4_seed0").is_finished()

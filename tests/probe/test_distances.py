@@ -130,8 +130,7 @@ def test_permutation_covariance_and_input_types() -> None:
     np.testing.assert_allclose(dt, d, rtol=1e-9, atol=0)
     d64 = pairwise_sq_dists(a.astype(np.float64))
     check(d64, ref)
-    dtorch = pairwise_sq_dists(a, backend="torch")
-    check(dtorch, ref)
+    check(pairwise_sq_dists(a, backend="numpy"), ref)
     ro = a.copy()
     ro.flags.writeable = False
     np.testing.assert_array_equal(pairwise_sq_dists(ro), d)

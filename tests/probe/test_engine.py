@@ -259,3 +259,15 @@ def test_progress_and_names(net: SkipNet, images: np.ndarray, capsys: pytest.Cap
     assert res.names == ["enc", "out"] and res.dist.shape == (2, 5, 5)
     err = capsys.readouterr().err
     assert "[probe]" in err and "pass 1/1" in err
+
+
+def test_bin_codes_beyond_int32(net: SkipNet, images: np.ndarray) -> None:
+    """A bin size so small that floor(m / b) leaves the int32 range (the tagged float32 fallback)."""
+    bins = (1e-12, 1e-6)
+    res = probe_layers(net, images, layers_of(net), batch_size=BS, memory_budget_bytes=10**9, bin_sizes=bins,
+                       include_input=False)
+    ref = reference_acts(net, images)
+    for li, name in enumerate(LAYERS):
+        for b in bins:
+            np.testing.assert_array_equal(res.codes[b][li], direct_codes(ref[name], b))
+    assert res.codes[1e-12][LAYERS.index("out")].tolist()[:6] == [0, 1, 2, 3, 4, 2]  # sample 5 == sample 2

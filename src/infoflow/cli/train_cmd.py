@@ -156,8 +156,8 @@ def _tb(enabled: bool, out: Path) -> Iterator[dict[str, Any]]:
 DEMO_OVERRIDES: dict[str, Any] = {
     "name": "demo",
     "data.source": "synthetic", "data.size": 64, "data.n_synthetic": 160,
-    "model.width": 8, "train.optimizer": "adam", "train.lr": 1e-3, "train.epochs": 30,
-    "train.schedule": "code", "mi.labels": ("kmeans", "coarse"), "mi.kmeans_k": 16,
+    "model.width": 8, "train.optimizer": "adam", "train.lr": 1e-3, "train.batch_size": 8, "train.epochs": 30,
+    "train.schedule": "log", "train.log_points": 12, "mi.labels": ("kmeans", "coarse"), "mi.kmeans_k": 16,
 }
 
 

@@ -21,17 +21,26 @@ from .claims import (
     redundancy_predictions,
 )
 from .profiles import PROFILES, Profile, get_profile, profile_config
+from .reproduce import ReproduceResult, reproduce
+from .sweep import RunResult, RunSpec, SweepResult, plan_runs, run_sweep
 
 __all__ = [
     "PROFILES",
     "ClaimThresholds",
     "Layout",
     "Profile",
+    "ReproduceResult",
+    "RunResult",
+    "RunSpec",
+    "SweepResult",
     "claims_from_runs",
     "claims_markdown",
     "dice_outcomes",
     "evaluate_claims",
     "get_profile",
+    "plan_runs",
     "profile_config",
     "redundancy_predictions",
+    "reproduce",
+    "run_sweep",
 ]

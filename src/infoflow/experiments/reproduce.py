@@ -76,7 +76,8 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
               sets: Mapping[str, Any] | None = None, thresholds: Mapping[str, Any] | None = None,
               num_cpus: int | None = None, gpus_per_run: float | None = None, backend: str = "ray",
               progress: bool = True, figures: bool = True, report: bool = True, per_run_reports: bool = True,
-              ray_temp_dir: str | None = None, echo: Callable[[str], Any] = print) -> ReproduceResult:
+              formats: Sequence[str] = ("png", "pdf"), ray_temp_dir: str | None = None,
+              echo: Callable[[str], Any] = print) -> ReproduceResult:
     """Train the models of ``profile`` (every seed), then claims, figures and the report.
 
     Args:
@@ -93,6 +94,7 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
         gpus_per_run: GPUs per run (default: the profile's).
         backend: "ray" or "serial".
         figures, report, per_run_reports: what to draw after training.
+        formats: file formats of the figures.
         ray_temp_dir: temp dir of the local Ray instance (default: a new /tmp/ifr-*).
     """
     t0 = time.perf_counter()
@@ -141,8 +143,8 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
     # -- figures and report ----------------------------------------------------------------------
     if figures or report:
         t1 = time.perf_counter()
-        _figures_and_report(runs, groups, out, result, figures=figures, report=report,
-                            per_run_reports=per_run_reports, title=f"infoflow reproduction ({p.name})", echo=echo)
+        _figures_and_report(runs, groups, out, result, figures=figures, report=report, formats=formats,
+                            per_run_reports=per_run_reports, title=f"infoflow reproduction ({p.name})")
         echo(f"training {t_train:.0f} s; figures and report {time.perf_counter() - t1:.0f} s")
     result.seconds = time.perf_counter() - t0
     return result
@@ -175,7 +177,7 @@ def _preamble(p: Profile, specs: list[RunSpec], runs: list[RunDir], manifest: Ma
 
 def _figures_and_report(runs: list[RunDir], groups: Mapping[str, list[RunDir]], out: Path, result: ReproduceResult,
                         *, figures: bool, report: bool, per_run_reports: bool, title: str,
-                        echo: Callable[[str], Any]) -> None:
+                        formats: Sequence[str] = ("png", "pdf")) -> None:
     try:
         from ..plots import make_figures, savefig
     except ImportError as exc:  # plots not available
@@ -192,10 +194,10 @@ def _figures_and_report(runs: list[RunDir], groups: Mapping[str, list[RunDir]], 
         if figures:
             r.figures_dir.mkdir(parents=True, exist_ok=True)
             for stem, fig in figs.items():
-                result.figures += savefig(fig, r.figures_dir / stem)
+                result.figures += savefig(fig, r.figures_dir / stem, formats)
             r.log(f"figures written to {r.figures_dir} (infoflow reproduce)")
     if figures:
-        result.figures += _sweep_figures(runs, groups, out / "figures", result)
+        result.figures += _sweep_figures(runs, groups, out / "figures", result, formats)
     if not report:
         return
     try:
@@ -218,7 +220,7 @@ def _figures_and_report(runs: list[RunDir], groups: Mapping[str, list[RunDir]], 
 
 
 def _sweep_figures(runs: list[RunDir], groups: Mapping[str, list[RunDir]], folder: Path,
-                   result: ReproduceResult) -> list[Path]:
+                   result: ReproduceResult, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Figures across runs: Dice of all models, predictions of Models 1-3, seed aggregates."""
     from ..plots import dice_curves, information_planes, mi_vs_epoch, predicted_masks, savefig, uplots
 
@@ -227,7 +229,7 @@ def _sweep_figures(runs: list[RunDir], groups: Mapping[str, list[RunDir]], folde
 
     def save(stem: str, make: Callable[[], Any]) -> None:
         try:
-            paths.extend(savefig(make(), folder / stem))
+            paths.extend(savefig(make(), folder / stem, formats))
         except Exception as exc:  # noqa: BLE001
             result.problems.append(f"figure {stem}: {type(exc).__name__}: {exc}")
 

@@ -358,6 +358,7 @@ class _Progress:
         self.echo = echo
         self.bar = None
         self.tasks: dict[str, Any] = {}
+        self.last: dict[str, int] = {}
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -365,7 +366,8 @@ class _Progress:
                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn())
             self.all = self.bar.add_task("runs done", total=len(specs), status="")
             for s in specs:
-                self.tasks[s.key] = self.bar.add_task(s.key, total=s.epochs, completed=last_epoch(s.path),
+                self.last[s.key] = last_epoch(s.path)
+                self.tasks[s.key] = self.bar.add_task(s.key, total=s.epochs, completed=self.last[s.key],
                                                       status="queued")
 
     def __enter__(self) -> "_Progress":
@@ -377,12 +379,15 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def poll(self, running: Sequence[str]) -> None:
+    def poll(self, pending: Sequence[str]) -> None:
+        """Epochs of the runs not yet done; a run whose epoch count moved is "running"."""
         if self.bar is None:
             return
-        for key in running:
-            s = self.specs[key]
-            self.bar.update(self.tasks[key], completed=last_epoch(s.path), status="running")
+        for key in pending:
+            e = last_epoch(self.specs[key].path)
+            moved = e != self.last.get(key)
+            self.last[key] = e
+            self.bar.update(self.tasks[key], completed=e, **({"status": "running"} if moved else {}))
 
     def done(self, res: RunResult, n_done: int) -> None:
         s = self.specs[res.key]

@@ -9,9 +9,10 @@ Tier 1, float32 Gram (BLAS)
     centring removes the large common offsets that make ``|a|^2 + |b|^2 - 2 a.b`` cancel). The
     centred rows ``c_i`` are formed one block of ``K`` columns at a time (``K`` = 8192 or less,
     so no centred copy of the whole matrix is ever held); each block's Gram ``C C^T`` is a
-    float32 BLAS product (on CPU numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` and which
-    measured faster here than torch/MKL's ``mm``; ``torch.mm`` on CUDA), and block results are
-    summed in float64 by pairwise (tree) summation. The squared norms ``n_i = |c_i|^2`` are
+    float32 BLAS product (``torch.mm``: MKL on CPU, cuBLAS on CUDA; ``backend="numpy"`` uses
+    numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk``: about 1.4x faster single-threaded here,
+    but several times slower than torch when the 2 cores are oversubscribed), and block results
+    are summed in float64 by pairwise (tree) summation. The squared norms ``n_i = |c_i|^2`` are
     float64 sums of the exact float64 products of the float32 ``c``, and
     ``d~ = n_i + n_j - 2 G_ij``.
     A pilot runs tier 1 on 64 fixed random rows first (when N >= 160); if every row can be
@@ -69,8 +70,11 @@ rigorously when it came from tier 2 or 3.
 :func:`near_for` computes it. The default, :data:`DEFAULT_NEAR` = 400, covers both the code's
 ``s2 = 0.2`` and the paper text's ``s2 = 1``.
 
-Cost: at N = 605, D = 262,144 on this project's 2-core CPU the float32 path takes about as long
-as one float32 ``A @ A.T`` plus ~50% (centring, norms, mean); the float64 path about twice that.
+Cost, measured at N = 605, D = 262,144 on this project's 2-core CPU (AVX-512; one core peaks at
+~166 GFLOP/s float32), with other jobs sharing it: the float32 path (tier 1 accepting every pair)
+1.2 s single-threaded with ``backend="numpy"`` (1.75 s torch), 2.4 s with 2 busy threads
+(torch); the float64 path 2.6 s single-threaded (numpy; 3.6 s torch), 2.3 s with 2 threads
+(torch). A plain float32 ``A @ A.T`` takes 0.75 s (numpy syrk) / 1.24 s (torch) single-threaded.
 Memory: column blocks of at most ~64 MiB, a few N x N float64 matrices and O(N^2) pair arrays.
 On CUDA the Gram runs with full float32 precision (TF32 switched off while it runs).
 """
@@ -254,7 +258,7 @@ class _Centered:
         ``|G~_ij - c_i.c_j| <= g nu_i nu_j`` whatever the summation order inside BLAS.
         One pass over the columns."""
         norms, grams = _TreeSum(), _TreeSum()
-        use_torch_mm = backend == "torch" or not self.cpu
+        use_torch_mm = backend != "numpy" or not self.cpu
         for c in self.blocks():
             if self.cpu:
                 norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
@@ -354,8 +358,8 @@ def pairwise_sq_dists(
     ``rtol``: relative accuracy of the other pairs (under the working error model);
     ``near_rtol``: relative accuracy, rigorous, of pairs that may be below ``near``;
     ``gram_error``: the working-model constant kappa of the float32 Gram;
-    ``backend``: float32/float64 Gram by ``"numpy"`` (CPU only), ``"torch"`` or ``"auto"``
-    (numpy on CPU, torch on CUDA).
+    ``backend``: Gram products by ``"torch"`` (= ``"auto"``) or ``"numpy"`` (OpenBLAS ``syrk``, CPU
+    only; faster single-threaded, but its threads degrade badly when the CPU is oversubscribed).
     ``stats``: if a dict is given, it is filled with the number of pairs taken from each tier
     (``gram32``, ``gram64``, ``direct``) and whether tier 1 was skipped (``skipped_gram32``).
 
