@@ -334,3 +334,21 @@ def test_no_mi_and_no_metrics_are_inconclusive():
     table, _ = evaluate_claims(None, None)
     assert set(table["status"]) == {"inconclusive"}
     assert list(table["claim"]) == ["1", "2", "3", "4"]
+
+
+def test_a_transient_spike_is_not_reaching_the_maximum():
+    def iy(layer, e):  # layer 11 touches the maximum at epoch 4 only
+        if layer == 11:
+            return MAXI if e == 4 else 1.5
+        return paper_like_iy(layer, e)
+
+    pred = redundancy_predictions(cur(make_mi(iy=iy))).set_index("skip")
+    assert math.isnan(pred.loc["5->14", "epoch"])
+
+
+def test_claim1_uses_each_layers_own_maximum():
+    def iy(layer, e):  # the first layers hold 2 bits from epoch 1, the output reaches 3 later
+        return 2.0 if layer in (0, 1) else paper_like_iy(layer, e)
+
+    r = claim1(cur(make_mi(iy=iy)))
+    assert r.status == "pass" and "67% of the network's" in r.detail

@@ -12,12 +12,13 @@ decided on. The thresholds are the fields of :class:`ClaimThresholds`; their mea
 
 Reading I(Y;M)
     One estimate per (epoch, layer): estimator ``kde_upper`` (default), its first setting unless
-    one is named, labels ``kmeans`` (else the first labelling). "The maximum" of I(Y;M) is the
-    network's maximum: the largest I(Y;M) of any layer at any logged epoch (the paper's
-    "maximum of about 3 bits" that the top layers reach); with ``reference="layer"`` it is each
-    layer's own maximum instead. A layer *reaches the maximum* at the first logged epoch where
-    its I(Y;M) >= ``reach_frac`` (0.95) x the maximum. Logged epochs are a grid: a reach epoch
-    ``e`` means "after the previous logged epoch, by epoch ``e``".
+    one is named, labels ``kmeans`` (else the first labelling). A layer *reaches* a level at the
+    first logged epoch where its I(Y;M) >= ``reach_frac`` (0.95) x the level and from which on
+    it never falls below ``stay_frac`` (0.90) x the level (a transient spike does not count).
+    Logged epochs are a grid: a reach epoch ``e`` means "after the previous logged epoch, by
+    epoch ``e``". "The maximum" in claim 4 is the network's maximum: the largest I(Y;M) of any
+    layer at any logged epoch (the paper's "maximum of about 3 bits" that the top layers reach);
+    with ``reference="layer"`` it is each layer's own maximum instead.
 
 Ceilings
     An estimate flagged ``at_ceiling`` (I(X;M) within 1% of log2 N, I(Y;M) within 1% of H(Y))
@@ -27,11 +28,13 @@ Ceilings
     when it is in more than half of the seeds.
 
 Claim 1 (first layers learn fast)
-    Each of ``first_layers`` (0, 1) reaches the maximum by epoch ``early_epochs`` and afterwards
-    never falls below ``stay_frac`` (0.90) x the maximum.
+    Each of ``first_layers`` (0, 1) reaches its own maximum by epoch ``early_epochs`` ("within
+    the first few epochs, I(Y;M_i) reaches its maximum ... and stays there"); the detail also
+    gives that maximum as a share of the network's.
 Claim 2 (bottom layers learn later and stay below)
-    (a) the median over ``bottom_layers`` (8-14) of the epoch at which each reaches
-    ``reach_frac`` x *its own* maximum is later than the same median over ``top_layers``
+    (a) the median over ``bottom_layers`` (8-14) of the epoch at which each reaches its own
+    final level (the median of its last three logged epochs; a layer still moving at the end
+    counts as never) is later than the same median over ``top_layers``
     (0, 1, 20, 21, 22); (b) the median over the bottom layers of their maximum I(Y;M) is below
     ``reach_frac`` x the top layers' maximum.
 Claim 3 (U-shape)
@@ -136,11 +139,11 @@ class ClaimThresholds:
     """The numbers the claims are decided with (see the module docstring)."""
 
     reach_frac: float = 0.95  # "reached the maximum": I(Y;M) >= 95% of the maximum
-    stay_frac: float = 0.90  # claim 1 "stays there": never below 90% of the maximum afterwards
+    stay_frac: float = 0.90  # ... and never below 90% of it afterwards (a spike is not "reaching")
     early_epochs: int = 10  # claim 1 "first few epochs"; claim 3 "early epochs": logged epochs <= this
     rise_tol: float = 0.05  # bits: a rise (or fall) must exceed this (claim 3)
     fall_frac: float = 0.8  # claim 3: share of encoder steps that may not rise
-    reference: str = "network"  # "the maximum": "network" (max over layers and epochs) or "layer" (its own)
+    reference: str = "network"  # claim 4 "the maximum": "network" (max over layers, epochs) or "layer" (its own)
     dice_tol: float = 0.02  # claim 4: within 0.02 Dice of the full model's best
     dice_window: int = 5  # claim 4: trailing mean over 5 epochs before the running maximum
     agree_factor: float = 3.0  # claim 4: a match by 3 x the predicted epoch agrees
@@ -279,6 +282,19 @@ def reach_epoch(values: pd.Series, level: float) -> float:
     return float(hit[0]) if len(hit) else float("nan")
 
 
+def settle_epoch(values: pd.Series, level: float, reach_frac: float, stay_frac: float) -> float:
+    """First index (logged epoch) at which ``values`` reach ``reach_frac x level`` and from
+    which on they never fall below ``stay_frac x level``; NaN if none. A transient spike to the
+    level followed by a fall does not count as reaching it."""
+    v = values.to_numpy(dtype=float)
+    idx = values.index
+    # suffix minimum: the lowest value from each position on
+    low = np.minimum.accumulate(v[::-1])[::-1] if len(v) else v
+    ok = (v >= reach_frac * level - 1e-12) & (low >= stay_frac * level - 1e-12)
+    hit = np.flatnonzero(ok)
+    return float(idx[hit[0]]) if len(hit) else float("nan")
+
+
 def _prev_logged(epochs: Sequence[int], e: float) -> int:
     before = [x for x in epochs if x < e]
     return int(before[-1]) if before else 0
@@ -335,29 +351,24 @@ def claim1(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = Cla
         return ClaimResult("1", st, INCONCLUSIVE, f"no logged epoch <= {th.early_epochs} (early_epochs)")
     for layer in layout.first_layers:
         v = iy[layer].dropna()
-        level_ref = ref if th.reference == "network" else float(v.max())
-        e = reach_epoch(v, th.reach_frac * level_ref)
-        after = v[v.index >= e] if math.isfinite(e) else v.iloc[0:0]
-        low = float(after.min()) if len(after) else float("nan")
-        stays = bool(len(after)) and low >= th.stay_frac * level_ref - 1e-12
+        own = float(v.max())
+        e = settle_epoch(v, own, th.reach_frac, th.stay_frac)
         ceiling = bool(math.isfinite(e) and cy.loc[int(e), layer])
         numbers[f"reach_epoch_{layer}"] = e
-        numbers[f"max_{layer}"] = float(v.max())
+        numbers[f"max_{layer}"] = own
         if not math.isfinite(e) or e > th.early_epochs:
-            s = FAIL
-        elif not stays:
             s = FAIL
         elif ceiling:
             s = INCONCLUSIVE
         else:
             s = PASS
         statuses.append(s)
-        parts.append(f"layer {layer}: reaches {th.reach_frac:.0%} of the maximum at epoch {_ep(e)}"
-                     f"{' (after ' + str(_prev_logged(epochs, e)) + ')' if math.isfinite(e) and _prev_logged(epochs, e) else ''}"
-                     f", lowest afterwards {_fmt(low)} bits ({'stays' if stays else 'drops'} >= {th.stay_frac:.0%})"
-                     f"{', at its ceiling H(Y)' if ceiling else ''}: {s}")
-    detail = (f"maximum I(Y;M) {ref:.2f} bits (layer {ref_l}, epoch {ref_e}); early = epoch <= {th.early_epochs}. "
-              + "; ".join(parts))
+        after = _prev_logged(epochs, e) if math.isfinite(e) else 0
+        parts.append(f"layer {layer}: maximum {own:.2f} bits ({own / ref:.0%} of the network's), reached "
+                     f"(>= {th.reach_frac:.0%}, staying >= {th.stay_frac:.0%}) at epoch {_ep(e)}"
+                     f"{f' (after {after})' if after else ''}{', at its ceiling H(Y)' if ceiling else ''}: {s}")
+    detail = (f"early = epoch <= {th.early_epochs}; network maximum I(Y;M) {ref:.2f} bits (layer {ref_l}, "
+              f"epoch {ref_e}). " + "; ".join(parts))
     numbers["max"] = ref
     return ClaimResult("1", st, combine(statuses), detail, numbers)
 
@@ -374,10 +385,17 @@ def claim2(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = Cla
         return ClaimResult("2", st, INCONCLUSIVE, f"no I(Y;M) of layer(s) {miss}")
 
     def own(layer: int) -> tuple[float, float, bool]:
+        """(epoch it reaches its final level, its maximum, at its ceiling when it does)."""
         v = iy[layer].dropna()
         mx = float(v.max())
-        e = reach_epoch(v, th.reach_frac * mx) if mx > 0 else float(v.index[0])
-        return e, mx, bool(cy.loc[int(e), layer]) if math.isfinite(e) else False
+        final = float(v.iloc[-3:].median())
+        if final > 0:
+            e = settle_epoch(v, final, th.reach_frac, th.stay_frac)
+            e = e if math.isfinite(e) else math.inf  # still moving at the end: learns late
+        else:
+            e = float(v.index[0])
+        ceiling = bool(cy.loc[int(e), layer]) if math.isfinite(e) else bool(cy[layer].iloc[-1])
+        return e, mx, ceiling
 
     bot = {l: own(l) for l in layout.bottom_layers}
     top = {l: own(l) for l in layout.top_layers}
@@ -396,7 +414,8 @@ def claim2(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = Cla
     below = bot_max < th.reach_frac * top_max
     sb = PASS if below else (INCONCLUSIVE if n_bot_ceil * 2 > len(bot) else FAIL)
     n_below = sum(v[1] < th.reach_frac * top_max for v in bot.values())
-    detail = (f"(a) epoch of {th.reach_frac:.0%} of own maximum, median: bottom {_fmt(t_bot)} vs top {_fmt(t_top)} "
+    detail = (f"(a) epoch each reaches its final level (median of its last 3 logged epochs), median: "
+              f"bottom {_fmt(t_bot)} vs top {_fmt(t_top)} "
               f"(bottom {', '.join(f'{l}:{_ep(v[0])}' for l, v in bot.items())}; "
               f"top {', '.join(f'{l}:{_ep(v[0])}' for l, v in top.items())}); "
               f"{n_top_ceil} of {len(top)} top layers at their ceiling there: {sa}. "
@@ -472,8 +491,8 @@ def redundancy_predictions(c: pd.DataFrame, layout: Layout = Layout(),
     """Per skip of the full model: the epoch from which it is predicted redundant.
 
     Columns: ``skip`` ("1->20"), ``source``, ``merge``, ``deeper`` (the next deeper merge layer,
-    -1 if none), ``epoch`` (the first logged epoch at which the deeper layer's I(Y;M) reaches
-    ``reach_frac`` x the maximum; NaN: never), ``after`` (the logged epoch before it),
+    -1 if none), ``epoch`` (the logged epoch at which the deeper layer's I(Y;M) reaches the
+    maximum, see the module docstring; NaN: never), ``after`` (the logged epoch before it),
     ``value`` (its I(Y;M) then, or its maximum), ``reference`` (the maximum), ``at_ceiling``.
     """
     iy, cy = _pivot(c, "I_YM"), _pivot(c, "ceil_y")
@@ -489,7 +508,7 @@ def redundancy_predictions(c: pd.DataFrame, layout: Layout = Layout(),
             v = iy[deeper].dropna()
             level = ref if th.reference == "network" else float(v.max())
             row["reference"] = level
-            e = reach_epoch(v, th.reach_frac * level)
+            e = settle_epoch(v, level, th.reach_frac, th.stay_frac)
             row["epoch"] = e
             if math.isfinite(e):
                 row["after"] = _prev_logged(epochs, e)
