@@ -27,3 +27,11 @@ def test_presets():
     assert set(MI_PRESETS) >= {"code", "paper"}
     with pytest.raises(ConfigError, match="unknown MI preset 'x'"):
         apply_mi_preset(RunConfig().mi, "x")
+
+
+def test_cli_usage_errors_are_one_line_without_traceback(capsys):
+    from infoflow.cli import main
+
+    assert main(["train", "--epochs", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "epochs" in err

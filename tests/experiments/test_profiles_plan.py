@@ -82,3 +82,5 @@ def test_cli_lists_profiles_and_rejects_bad_input(capsys, tmp_path):
     assert main(["reproduce", "--profile", "nope", "--out", str(tmp_path / "x"), "--data", "synthetic"]) == 2
     assert "unknown profile" in capsys.readouterr().err
     assert main(["reproduce", "--models", "1,5", "--out", str(tmp_path / "x"), "--data", "synthetic"]) == 2
+    assert main(["reproduce", "--out", str(tmp_path / "x")]) == 2
+    assert "pass --data" in capsys.readouterr().err

@@ -47,10 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # click's own usage errors
         return int(exc.code or 0)
-    except Exception as exc:  # click.ClickException (usage errors) carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (click's, or typer's vendored click) carry show() and their own exit code.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         raise

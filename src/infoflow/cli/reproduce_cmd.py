@@ -25,10 +25,12 @@ def _models(text: Optional[str]) -> Optional[list[int]]:
 
 @app.command("reproduce")
 def reproduce_command(
-    data: Optional[str] = typer.Option(None, "--data", help="DSB 2018 folder holding stage1_train.zip and stage1_test.zip "
-                                                            "(e.g. ../shared/data/dsb2018), a zip, or 'synthetic'"),
+    data: Optional[str] = typer.Option(None, "--data", help="required: DSB 2018 folder holding stage1_train.zip and "
+                                                            "stage1_test.zip (e.g. ../shared/data/dsb2018), a zip, "
+                                                            "or 'synthetic'"),
     profile: str = typer.Option("cpu", "--profile", "-p", help="paper, cpu or smoke (see `infoflow profiles`)"),
-    out: Path = typer.Option(..., "--out", "-o", help="output folder: one run per model and seed, claims, figures, report"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="required: output folder (one run per model and seed, "
+                                                                 "claims, figures, report)"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds per model (default 1); figures and claims use "
                                                               "the median and a band across seeds"),
     models: Optional[str] = typer.Option(None, "--models", help="which of Models 1-4 (default 1,2,3,4)"),
@@ -50,6 +52,12 @@ def reproduce_command(
     from ..experiments.claims import print_claims
     from ..experiments.reproduce import reproduce
     from .train_cmd import parse_set
+
+    if data is None:
+        raise ConfigError("pass --data: the folder holding stage1_train.zip and stage1_test.zip "
+                          "(../shared/data/dsb2018 from the repository), a zip, or 'synthetic'")
+    if out is None:
+        raise ConfigError("pass --out: the output folder of the reproduction")
 
     res = reproduce(data, profile, out, seeds=seeds, models=_models(models), address=address,
                     sets=parse_set(sets), thresholds=parse_set(thresholds), num_cpus=cpus, gpus_per_run=gpus_per_run,
