@@ -80,6 +80,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InfoflowError, RunError
+from ..estimators.table import Selection
+from ..estimators.table import select as _select
 from ..runs import RunDir
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -172,37 +174,11 @@ class ClaimResult:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Selection:
-    estimator: str
-    setting: str
-    labels: str
-
-    def describe(self) -> str:
-        return f"{self.estimator} ({self.setting}), Y: {self.labels}"
-
-
 def select(mi: pd.DataFrame, estimator: str | None = None, setting: str | None = None,
            labels: str | None = None) -> Selection:
-    """Resolve the estimate to read: ``kde_upper``, its first setting, labels ``kmeans``."""
-    if mi is None or mi.empty:
-        raise InfoflowError("the MI table is empty")
-    ests = list(dict.fromkeys(mi["estimator"].astype(str)))
-    est = estimator or ("kde_upper" if "kde_upper" in ests else ests[0])
-    rows = mi[mi["estimator"].astype(str) == est]
-    if rows.empty:
-        raise InfoflowError(f"no estimates of estimator {est!r}; the table has {ests}")
-    settings = list(dict.fromkeys(rows["setting"].astype(str)))
-    st = settings[0] if setting is None else str(setting)
-    if st not in settings:
-        raise InfoflowError(f"estimator {est!r} has no setting {st!r}; it has {settings}")
-    labs = list(dict.fromkeys(rows.loc[rows["quantity"] == "I_YM", "labels"].astype(str)))
-    if not labs:
-        raise InfoflowError(f"estimator {est!r} has no I(Y;M) estimates")
-    lab = labels if labels is not None else ("kmeans" if "kmeans" in labs else labs[0])
-    if lab not in labs:
-        raise InfoflowError(f"estimator {est!r} has no I(Y;M) with labels {lab!r}; it has {labs}")
-    return Selection(est, st, str(lab))
+    """Resolve the estimate to read: ``kde_upper``, its first setting, labels ``kmeans``; claims
+    need I(Y;M), so a table without it is an error."""
+    return _select(mi, estimator, setting, labels, require_labels=True)
 
 
 def settings_of(mi: pd.DataFrame, estimator: str = "kde_upper") -> list[str]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InfoflowError, RunError
+from ..estimators.table import DEFAULT_ESTIMATOR, DEFAULT_LABELS, Selection, select  # noqa: F401
 from ..runs import RunDir
 
 Source = Union[RunDir, str, os.PathLike, pd.DataFrame]
@@ -20,8 +21,6 @@ CODE_UPLOT_EPOCHS: tuple[int, ...] = (1, 10, 100, 500, 1000, 2000, 5000, 9900)
 #: The epochs of the paper's Fig. 6.
 PAPER_PREDICTION_EPOCHS: tuple[int, ...] = (1000, 2000, 5000, 10000)
 
-DEFAULT_ESTIMATOR = "kde_upper"
-DEFAULT_LABELS = "kmeans"
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -70,39 +69,6 @@ def run_name(run: RunDir) -> str:
 
 
 # -- selection of one estimate per (epoch, layer) ----------------------------------------------
-@dataclass(frozen=True)
-class Selection:
-    estimator: str
-    setting: str
-    labels: str
-
-    def describe(self) -> str:
-        return f"{self.estimator} ({self.setting}), Y: {self.labels}"
-
-
-def select(mi: pd.DataFrame, estimator: str | None = None, setting: str | None = None,
-           labels: str | None = None) -> Selection:
-    """Resolve defaults: estimator ``kde_upper``, its first setting, labels ``kmeans`` (else the first)."""
-    if mi.empty:
-        raise InfoflowError("the MI table is empty")
-    est = estimator or (DEFAULT_ESTIMATOR if (mi["estimator"] == DEFAULT_ESTIMATOR).any() else str(mi["estimator"].iloc[0]))
-    rows = mi[mi["estimator"] == est]
-    if rows.empty:
-        raise InfoflowError(f"no estimates of estimator {est!r}; the table has {sorted(mi['estimator'].unique())}")
-    settings = list(dict.fromkeys(rows["setting"].astype(str)))
-    st = settings[0] if setting is None else str(setting)
-    if st not in settings:
-        raise InfoflowError(f"estimator {est!r} has no setting {st!r}; it has {settings}")
-    labs = [str(x) for x in dict.fromkeys(rows.loc[rows["quantity"] == "I_YM", "labels"].astype(str))]
-    if labels is None:
-        lab = DEFAULT_LABELS if DEFAULT_LABELS in labs else (labs[0] if labs else "none")
-    else:
-        lab = str(labels)
-        if labs and lab not in labs:
-            raise InfoflowError(f"estimator {est!r} has no I(Y;M) with labels {lab!r}; it has {labs}")
-    return Selection(est, st, lab)
-
-
 def plane_table(mi: pd.DataFrame, sel: Selection) -> pd.DataFrame:
     """One row per (epoch, layer): I_XM, I_YM, log2n, h_y, ceil_x, ceil_y (NaN/False where absent)."""
     rows = mi[(mi["estimator"] == sel.estimator) & (mi["setting"].astype(str) == sel.setting)]
