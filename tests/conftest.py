@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 def _helper():
     name = "_infoflow_runs_helper"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "plots" / "_runs_helper.py")
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "plots" / "_runs_helper.py")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
