@@ -9,7 +9,7 @@
 
 from .capture import Captured, capture, forward_hooks, resolve_layers
 from .distances import DEFAULT_GRAM_ERROR, DEFAULT_NEAR, NEAR_FACTOR, near_for, pairwise_sq_dists
-from .engine import ProbeResult, ProbeWarning, plan_groups, probe_layers
+from .engine import ProbeResult, ProbeWarning, bin_symbol_ids, plan_groups, probe_layers
 
 __all__ = [
     "Captured",
@@ -18,6 +18,7 @@ __all__ = [
     "NEAR_FACTOR",
     "ProbeResult",
     "ProbeWarning",
+    "bin_symbol_ids",
     "capture",
     "forward_hooks",
     "near_for",

@@ -7,9 +7,11 @@ needs). Raw activations are never returned or written anywhere.
 
 How it bounds memory
 --------------------
-1. A dry run on one sample learns each layer's size D and the cumulative forward FLOPs (counted
-   by :class:`torch.utils.flop_counter.FlopCounterMode`, read inside the layer's hook) at which
-   its output appears; the order in which hooks fire is the layers' forward order.
+1. A dry run on one sample learns each layer's size D; the order in which hooks fire is the
+   layers' forward order. Only when the activations do not fit the budget in one pass, a second
+   dry run counts the cumulative forward FLOPs at which each layer's output appears
+   (:class:`torch.utils.flop_counter.FlopCounterMode`, read inside the layer's hook; cached per
+   model, input shape and layers, so a training run counts once).
 2. The layers, in forward order, are split into contiguous groups whose activations
    (N x D x 4 bytes each, float32) fit ``memory_budget_bytes``. A pass for a group stops as soon
    as the group's last layer has produced its output (its hook raises a private exception), so a
@@ -18,14 +20,17 @@ How it bounds memory
    single layer larger than the budget is still processed, alone, with a :class:`ProbeWarning`.
 3. For each group the probe set runs through in batches under ``torch.no_grad()`` and eval mode;
    the hooks copy each batch's outputs into preallocated float32 (N, D) buffers (on the model's
-   device) and hash the binned symbols; then each layer's distance matrix is computed
-   (:func:`infoflow.probe.distances.pairwise_sq_dists`) and its buffer freed.
+   device) and check them (one ``aminmax`` pass: finiteness and the largest magnitude); then each
+   layer's distance matrix is computed (:func:`infoflow.probe.distances.pairwise_sq_dists`), its
+   binned-symbol ids are found (:func:`bin_symbol_ids`) and its buffer is freed.
 
 Binned symbols: for bin size b, a sample's symbol at a layer is the vector ``floor(m / b)`` of its
 float32 activations (the division in float32, b rounded to float32), as int32 (a vector outside
-the int32 range is hashed from its float32 values with a tag byte). Its bytes are hashed with
-BLAKE2b (16-byte digest) and digests become dense ids 0, 1, ... in order of first appearance
-over the samples. Equal ids mean equal symbols (up to a 2^-128-scale collision chance).
+the int32 range is hashed from its float32 values with a tag byte). Samples that are too far
+apart in the distance matrix to share a symbol get ids of their own without any hashing; the
+others' symbols are hashed with BLAKE2b (16-byte digest). Ids are dense, 0, 1, ... in order of
+first appearance over the samples. Equal ids mean equal symbols (up to a 2^-128-scale collision
+chance).
 
 Cost (measured): the paper's U-Net (1.52 GFLOP forward per 128 x 128 sample), untrained, 605
 DSB images, all 23 layers, budget 3 GiB, bin size 0.1, on this project's 2-core CPU shared with
@@ -39,8 +44,10 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import math
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +82,7 @@ class ProbeResult:
     seconds: float  # wall time of the whole probe
     peak_bytes_held: int  # most activation bytes held at once (float32 buffers of one group)
     groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
-    flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer
+    flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer (0s: one pass, not counted)
     dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
     timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run, forward (incl. hash), hash, distances, input
 
@@ -158,9 +165,67 @@ def _rows_mask(in_range: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(in_range, device=like.device)[:, None]
 
 
-def _dense_ids(digests: Sequence[bytes]) -> np.ndarray:
-    ids: dict[bytes, int] = {}
-    return np.fromiter((ids.setdefault(h, len(ids)) for h in digests), dtype=np.int64, count=len(digests))
+def _dense_ids(keys: Sequence[Any]) -> np.ndarray:
+    ids: dict[Any, int] = {}
+    return np.fromiter((ids.setdefault(h, len(ids)) for h in keys), dtype=np.int64, count=len(keys))
+
+
+def bin_symbol_ids(acts: Any, dist: np.ndarray, bin_size: float, *, absmax: float | None = None,
+                   batch_size: int = 32) -> np.ndarray:
+    """Dense ids of the binned symbols ``floor(a_i / b)`` of the N rows of ``acts`` (N, D) float32.
+
+    Ids are 0, 1, ... in order of first appearance; equal ids mean equal symbols. ``dist`` is the
+    rows' squared-distance matrix (:func:`~infoflow.probe.distances.pairwise_sq_dists`), used to
+    skip work: two rows can share a symbol only if every coordinate differs by less than about b,
+    i.e. ``dist < D b'^2`` with ``b' = b (1 + 2^-22 (max|a| / b + 2))`` (the float32 division's
+    rounding; the threshold gets a further 0.1% for the distances' relative error, 1e-5). Rows
+    with no such partner get ids of their own; only the others are hashed (BLAKE2b-128 of their
+    int32 symbols). After training, distances are large and almost nothing is hashed; for an
+    untrained network every row may be.
+    ``absmax``: max |a| over ``acts`` if known (else computed).
+    """
+    x = acts if isinstance(acts, torch.Tensor) else torch.from_numpy(np.asarray(acts))
+    x = x.reshape(x.shape[0], -1)
+    n, d = x.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    b32 = torch.tensor(float(bin_size), dtype=torch.float32, device=x.device)
+    if absmax is None:
+        absmax = float(x.abs().max()) if x.numel() else 0.0
+    slack = float(b32) * (1.0 + 2.0**-22 * (absmax / float(b32) + 2.0))
+    thr = d * slack * slack * (1.0 + 1e-3)
+    near = np.asarray(dist) < thr
+    np.fill_diagonal(near, False)
+    rows = np.flatnonzero(near.any(axis=1))
+    keys: list[Any] = list(range(n))  # distinct ints: a row of its own
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s : s + batch_size]
+        idx = torch.as_tensor(chunk, device=x.device)
+        for r, h in zip(chunk, _symbol_digests(x[idx], b32)):
+            keys[int(r)] = h
+    return _dense_ids(keys)
+
+
+_FLOPS_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, list[int]]]" = weakref.WeakKeyDictionary()
+
+
+def _layer_flops(model: nn.Module, pairs: Sequence[tuple[str, nn.Module]], x1: torch.Tensor) -> list[int]:
+    """Cumulative forward FLOPs of one sample at each probe layer's output (FlopCounterMode, read
+    inside the layer's hook), cached per model, input shape and layers (the first count in a
+    process costs ~1.5 s of set-up)."""
+    key = (tuple(x1.shape), str(x1.dtype), str(x1.device), tuple((nm, id(m)) for nm, m in pairs))
+    cache = _FLOPS_CACHE.setdefault(model, {})
+    if key not in cache:
+        flops = [0] * len(pairs)
+        counter = FlopCounterMode(display=False)
+
+        def hook(idx: int, name: str, output: Any) -> None:
+            flops[idx] = int(counter.get_total_flops())
+
+        with torch.no_grad(), counter, forward_hooks(pairs, hook):
+            model(x1)
+        cache[key] = flops
+    return list(cache[key])
 
 
 def probe_layers(
@@ -210,12 +275,10 @@ def probe_layers(
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        # ---- dry run: D and cumulative FLOPs per layer, forward order ------------------------
+        # ---- dry run: D per layer and forward order (FLOPs counted only if a split is needed) ---
         calls = [0] * n_layers
         dims = [0] * n_layers
-        flops = [0] * n_layers
         order: list[int] = []
-        counter = FlopCounterMode(display=False)
 
         def dry(idx: int, name: str, output: Any) -> None:
             t = output_tensor(name, output)
@@ -227,12 +290,11 @@ def probe_layers(
                     )
                 order.append(idx)
                 dims[idx] = int(t.numel())
-                flops[idx] = int(counter.get_total_flops())
 
         t0 = time.perf_counter()
-        with torch.no_grad(), counter, forward_hooks(pairs, dry):
-            model(x_all[:1].to(dev))
-        timings["dry_run"] = time.perf_counter() - t0
+        x1 = x_all[:1].to(dev)
+        with torch.no_grad(), forward_hooks(pairs, dry):
+            model(x1)
         missing = [pairs[i][0] for i in range(n_layers) if calls[i] == 0]
         if missing:
             raise ProbeError(
@@ -243,6 +305,10 @@ def probe_layers(
             raise ProbeError(
                 "probe layers must run once per forward pass; these ran more often: " + ", ".join(repeated)
             )
+        flops = [0] * n_layers
+        if n * sum(dims) * 4 > memory_budget_bytes:  # several passes: their costs decide the split
+            flops = _layer_flops(model, pairs, x1)
+        timings["dry_run"] = time.perf_counter() - t0
 
         # ---- plan the passes ------------------------------------------------------------------
         sizes = [n * dims[i] * 4 for i in order]
@@ -262,8 +328,8 @@ def probe_layers(
 
         dist = np.zeros((n_layers, n, n))
         dist_stats: list[dict] = [{} for _ in range(n_layers)]
-        digests = {b: [[b""] * n for _ in range(n_layers)] for b in bins}
-        b32 = {b: torch.tensor(b, dtype=torch.float32, device=dev) for b in bins}
+        codes = {b: np.zeros((n_layers, n), dtype=np.int64) for b in bins}
+        absmax = [0.0] * n_layers
         peak = 0
 
         # ---- one pass per group -----------------------------------------------------------------
@@ -284,12 +350,11 @@ def probe_layers(
                     )
                 view = bufs[idx][s:e]
                 view.copy_(t.reshape(e - s, -1))
-                if not bool(torch.isfinite(view).all()):
+                lo, hi = torch.aminmax(view, dim=1)  # NaN propagates; one pass checks finiteness and range
+                lo_v, hi_v = float(lo.min()), float(hi.max())
+                if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
                     raise ProbeError(f"probe layer {name!r} produced NaN or infinite activations")
-                t_hash = time.perf_counter()
-                for b in bins:
-                    digests[b][idx][s:e] = _symbol_digests(view, b32[b])
-                timings["hash"] += time.perf_counter() - t_hash
+                absmax[idx] = max(absmax[idx], -lo_v, hi_v)
                 state["seen"].add(idx)
                 if idx == last:
                     raise _StopForward
@@ -310,21 +375,25 @@ def probe_layers(
                         lost = [pairs[i][0] for i in group if i not in state["seen"]]
                         raise ProbeError(f"probe layer(s) produced nothing for samples {s}..{e - 1}: {', '.join(lost)}")
             timings["forward"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
             for i in group:
                 st: dict = {}
-                dist[i] = pairwise_sq_dists(bufs.pop(i), near=near, stats=st)
+                buf = bufs.pop(i)
+                t1 = time.perf_counter()
+                dist[i] = pairwise_sq_dists(buf, near=near, stats=st)
                 dist_stats[i] = st
+                t2 = time.perf_counter()
+                timings["distances"] += t2 - t1
+                for b in bins:
+                    codes[b][i] = bin_symbol_ids(buf, dist[i], b, absmax=absmax[i], batch_size=batch_size)
+                timings["hash"] += time.perf_counter() - t2
+                del buf
             del bufs
-            timings["distances"] += time.perf_counter() - t0
 
         dist_input = None
         if include_input:
             t0 = time.perf_counter()
             dist_input = pairwise_sq_dists(x_all.reshape(n, -1), near=near)
             timings["input"] = time.perf_counter() - t0
-
-        codes = {b: np.stack([_dense_ids(digests[b][i]) for i in range(n_layers)]) for b in bins}
     finally:
         for m, mode in modes:
             m.training = mode

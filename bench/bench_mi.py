@@ -1,0 +1,314 @@
+"""Cost of one logged epoch of MI: infoflow against the original workflow and a lower bound.
+
+At the paper's scale (N = 605 DSB 2018 training images, S = 128, Model 1 with w = 16, its 23
+probe layers; 2,506,752 activation values per image) it measures, in one run:
+
+(a) infoflow: ``MITracker.log_epoch``, i.e. the probe forward pass(es), the 23 distance matrices,
+    the binned symbols, every configured estimate (KDE upper and lower bound, binning; K-means
+    classes, K = 64) and the run store (matrices and the tidy table written atomically);
+(b) the original workflow on the same model, weights, data and classes: every layer's activations
+    of the probe set pickled to one file (as the original's logging callback did), the file loaded
+    back, then per layer the KDE upper and lower bounds of H(M) and, per class, of H(M | Y = c),
+    each entropy call recomputing its float32 distance matrix ``|x|^2 + |y|^2 - 2 x.y`` as the
+    original ``kde.py`` did (torch float32 products: the same BLAS as (a));
+(c) the lower bound: one plain forward pass of the probe set (no hooks) plus 2 N^2 D flops of
+    distance products at the float32 matrix-multiply peak measured in this run.
+
+Each part runs in a fresh child process, so each peak RSS (``ru_maxrss``) is its own. The
+weights: the untrained network, or (``--train-steps``, default 40) a short Adam training on the
+same images, so that the activations look like a logged epoch after the start. Prints the
+ratios (b)/(a) and (a)/(c), bytes written per logged epoch by (a) and (b), peak memory, the
+breakdown of (a), and a JSON line.
+
+Usage: python bench/bench_mi.py [--data ../shared/data/dsb2018] [--n 605] [--size 128] [--width 16]
+       [--train-steps 40] [--budget-gb 4] [--state both|trained|untrained] [--json out.json]
+Runtime at the defaults on the 2-core CPU: about 5 minutes; disk: (b) writes ~6 GB to --tmp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pickle
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_rss() -> int:
+    """Peak resident set size of this process, bytes (Linux: ru_maxrss is KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _load(work: Path, width: int):
+    from infoflow.models import build_model
+
+    model = build_model(model=1, width=width)
+    model.load_state_dict(torch.load(work / "model.pt", weights_only=True))
+    model.eval()
+    images = np.load(work / "images.npy")
+    return model, images
+
+
+def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
+    """Best float32 GFLOP/s of an n x n matmul (torch, this process's threads)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+# -- (c) the lower bound ---------------------------------------------------------------------
+def part_c(work: str, width: int, batch: int) -> dict:
+    model, images = _load(Path(work), width)
+    x = torch.from_numpy(images)
+    peak = matmul_peak()
+    with torch.no_grad():
+        model(x[:batch])  # warm-up
+        t0 = time.perf_counter()
+        for s in range(0, len(x), batch):
+            model(x[s : s + batch])
+        forward = time.perf_counter() - t0
+    dims = [int(d) for d in np.load(Path(work) / "dims.npy")]
+    n = len(x)
+    flops = 2.0 * n * n * sum(dims)
+    return {"forward_s": forward, "peak_gflops": peak, "dist_flops": flops, "dist_s": flops / peak / 1e9,
+            "seconds": forward + flops / peak / 1e9, "peak_rss": _peak_rss()}
+
+
+# -- (a) infoflow ------------------------------------------------------------------------------
+def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tuple[str, ...]) -> dict:
+    from infoflow.config import MIConfig
+    from infoflow.runs import RunDir
+    from infoflow.tracker import MITracker, ProbeSet
+
+    work_p = Path(work)
+    model, images = _load(work_p, width)
+    masks = np.load(work_p / "masks.npy")
+    labels = np.load(work_p / "labels.npy")
+    mi = MIConfig(noise_var=(0.2,), bin_size=(0.1,), labels=("kmeans",), estimators=estimators,
+                  memory_budget_gb=budget_gb, batch_size=batch)
+    run_path = work_p / "run-a"
+    shutil.rmtree(run_path, ignore_errors=True)
+    run = RunDir.create(run_path, {"bench": "bench_mi"})
+    probe = ProbeSet(images, masks, [str(i) for i in range(len(images))], {"kmeans": labels})
+    tracker = MITracker(run, probe, mi)
+    before = _dir_bytes(run_path)
+    rss_before = _peak_rss()
+    t0 = time.perf_counter()
+    table = tracker.log_epoch(model, 1)
+    seconds = time.perf_counter() - t0
+    written = _dir_bytes(run_path) - before
+    out = {"seconds": seconds, "bytes_written": written, "peak_rss": _peak_rss(), "rss_before": rss_before,
+           "timings": tracker.last_timings, "rows": len(table)}
+    ixm = table[(table["quantity"] == "I_XM") & (table["estimator"] == "kde_upper")]
+    out["at_ceiling"] = int(ixm["at_ceiling"].sum())
+    out["layers"] = int(len(ixm))
+    return out
+
+
+# -- (b) the original workflow -------------------------------------------------------------------
+def _entropy_kl(x: torch.Tensor, var: float) -> float:
+    """Kolchinsky & Tracey's KDE upper bound of H (nats) as the original kde.py computes it:
+    float32 distances from |x|^2 + |y|^2 - 2 x.y, recomputed on every call."""
+    n, dims = x.shape
+    x2 = (x * x).sum(dim=1, keepdim=True)
+    dists = x2 + x2.T - 2.0 * (x @ x.T)
+    normconst = (dims / 2.0) * math.log(2 * math.pi * var)
+    lprobs = torch.logsumexp(-dists / (2 * var), dim=1) - math.log(n) - normconst
+    return float(dims / 2 - lprobs.mean())
+
+
+def _entropy_bd(x: torch.Tensor, var: float) -> float:
+    dims = x.shape[1]
+    return _entropy_kl(x, 4 * var) + math.log(0.25) * dims / 2
+
+
+def part_b(work: str, width: int, batch: int, var: float) -> dict:
+    work_p = Path(work)
+    model, images = _load(work_p, width)
+    labels = np.load(work_p / "labels.npy")
+    layers = model.probe_modules()
+    x = torch.from_numpy(images)
+    t0 = time.perf_counter()
+    acts: list[list[np.ndarray]] = [[] for _ in layers]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: acts[k].append(o.detach().numpy().copy()))
+             for k, (_, m) in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            for s in range(0, len(x), batch):
+                model(x[s : s + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+    data = {"activity": [np.concatenate(a) for a in acts], "epoch": 1}
+    del acts
+    t_forward = time.perf_counter() - t0
+    path = work_p / "epoch00000001.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.flush()
+        os.fsync(f.fileno())
+    written = path.stat().st_size
+    del data
+    t_dump = time.perf_counter() - t0 - t_forward
+    t1 = time.perf_counter()
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    t_load = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    classes = np.unique(labels)
+    probs = np.array([np.mean(labels == c) for c in classes])
+    results = []
+    for act in data["activity"]:
+        a = torch.from_numpy(act.reshape(len(act), -1))
+        h_upper, h_lower = _entropy_kl(a, var), _entropy_bd(a, var)
+        hy_upper = sum(p * _entropy_kl(a[torch.from_numpy(labels == c)], var) for c, p in zip(classes, probs))
+        hy_lower = sum(p * _entropy_bd(a[torch.from_numpy(labels == c)], var) for c, p in zip(classes, probs))
+        hmx = (a.shape[1] / 2.0) * (math.log(2 * math.pi * var) + 1)
+        results.append(((h_upper - hmx) / math.log(2), (h_upper - hy_upper) / math.log(2),
+                        (h_lower - hmx) / math.log(2), (h_lower - hy_lower) / math.log(2)))
+    t_kde = time.perf_counter() - t2
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return {"seconds": seconds, "bytes_written": written, "peak_rss": _peak_rss(), "forward_s": t_forward,
+            "pickle_s": t_dump, "load_s": t_load, "kde_s": t_kde, "estimates": results}
+
+
+def _child(fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as ex:
+        return ex.submit(fn, *args).result()
+
+
+def _prepare(args, work: Path) -> tuple[int, list[int]]:
+    from infoflow.config import DataConfig
+    from infoflow.data import load_splits
+    from infoflow.estimators import kmeans_labels
+    from infoflow.models import build_model
+
+    t0 = time.perf_counter()
+    splits = load_splits(DataConfig(source=str(args.data), size=args.size, mask_rule="code"), progress=False)
+    train = splits.train
+    images, masks = train.images[: args.n], train.masks[: args.n]
+    print(f"data: {len(images)} training images at S = {args.size} from {args.data} "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    labels = kmeans_labels(train.masks, masks, k=args.k, seed=0)
+    np.save(work / "images.npy", np.ascontiguousarray(images, dtype=np.float32))
+    np.save(work / "masks.npy", masks)
+    np.save(work / "labels.npy", labels)
+    torch.manual_seed(0)
+    model = build_model(model=1, width=args.width)
+    torch.save(model.state_dict(), work / "untrained.pt")
+    if args.train_steps:
+        t0 = time.perf_counter()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        rng = np.random.default_rng(0)
+        model.train()
+        for _ in range(args.train_steps):
+            idx = rng.choice(len(images), 16, replace=False)
+            x, y = torch.from_numpy(images[idx]), torch.from_numpy(masks[idx])
+            opt.zero_grad()
+            torch.nn.functional.binary_cross_entropy(model(x), y).backward()
+            opt.step()
+        print(f"weights: {args.train_steps} Adam steps (batch 16, lr 1e-3) in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+    torch.save(model.state_dict(), work / "trained.pt")
+    dims = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: dims.append(o[0].numel())) for _, m in model.probe_modules()]
+    with torch.no_grad():
+        model.eval()(torch.from_numpy(images[:1]))
+    for h in hooks:
+        h.remove()
+    np.save(work / "dims.npy", np.array(dims))
+    return len(images), dims
+
+
+def _gb(b: float) -> str:
+    return f"{b / 1e9:.2f} GB"
+
+
+def main() -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dsb2018"))
+    ap.add_argument("--n", type=int, default=605, help="probe images (training split)")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--k", type=int, default=64, help="K-means classes")
+    ap.add_argument("--batch", type=int, default=32, help="probe batch size (all parts)")
+    ap.add_argument("--budget-gb", type=float, default=None, help="infoflow's memory budget (default: MIConfig's)")
+    ap.add_argument("--train-steps", type=int, default=40)
+    ap.add_argument("--state", choices=("trained", "untrained", "both"), default="trained")
+    ap.add_argument("--estimators", default="kde,bin", help="infoflow's online estimators (the paper's: kde,bin)")
+    ap.add_argument("--skip-original", action="store_true", help="do not run (b)")
+    ap.add_argument("--tmp", default=None, help="folder for (b)'s pickle and (a)'s run (default: system temp)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    from infoflow.config import MIConfig
+
+    budget = MIConfig().memory_budget_gb if args.budget_gb is None else args.budget_gb
+    est = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
+    results: dict = {"n": args.n, "size": args.size, "width": args.width, "k": args.k, "batch": args.batch,
+                     "budget_gb": budget, "threads": torch.get_num_threads(), "estimators": est, "states": {}}
+    with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench_mi-") as tmp:
+        work = Path(tmp)
+        n, dims = _prepare(args, work)
+        d_total = sum(dims)
+        print(f"model 1, w = {args.width}: {len(dims)} probe layers, D total {d_total:,} per image; "
+              f"activations of the probe set {_gb(4.0 * n * d_total)} (float32)", flush=True)
+        states = ("untrained", "trained") if args.state == "both" else (args.state,)
+        for state in states:
+            shutil.copy(work / f"{state}.pt", work / "model.pt")
+            print(f"\n== weights: {state} ==", flush=True)
+            c = _child(part_c, str(work), args.width, args.batch)
+            print(f"(c) lower bound: forward {c['forward_s']:.1f} s + {c['dist_flops'] / 1e12:.2f} TFLOP at "
+                  f"{c['peak_gflops']:.0f} GFLOP/s ({c['dist_s']:.1f} s) = {c['seconds']:.1f} s", flush=True)
+            a = _child(part_a, str(work), args.width, args.batch, budget, est)
+            t = a["timings"]
+            print(f"(a) infoflow: {a['seconds']:.1f} s (forward {t['forward'] - t['hash']:.1f}, hashing "
+                  f"{t['hash']:.1f}, distances {t['distances']:.1f}, dry run {t['dry_run']:.1f}, "
+                  f"store {t['store']:.1f}, estimates {t['estimate']:.1f}); wrote {a['bytes_written'] / 1e6:.1f} MB; "
+                  f"peak RSS {_gb(a['peak_rss'])}; {a['at_ceiling']} of {a['layers']} I(X;M) at the ceiling",
+                  flush=True)
+            row = {"a": a, "c": c, "a_over_c": a["seconds"] / c["seconds"]}
+            if not args.skip_original:
+                b = _child(part_b, str(work), args.width, args.batch, 0.2)
+                b.pop("estimates")
+                print(f"(b) original: {b['seconds']:.1f} s (forward {b['forward_s']:.1f}, pickle {b['pickle_s']:.1f}, "
+                      f"load {b['load_s']:.1f}, KDE {b['kde_s']:.1f}); wrote {_gb(b['bytes_written'])}; "
+                      f"peak RSS {_gb(b['peak_rss'])}", flush=True)
+                row.update(b=b, b_over_a=b["seconds"] / a["seconds"], bytes_ratio=a["bytes_written"] / b["bytes_written"])
+            results["states"][state] = row
+            print(f"ratios ({state}): (a)/(c) = {row['a_over_c']:.2f} (target <= 1.3)", end="")
+            if "b" in row:
+                print(f"; (b)/(a) = {row['b_over_a']:.2f}; bytes (a)/(b) = {100 * row['bytes_ratio']:.2f}% "
+                      f"(target <= 1%)", end="")
+            print(f"; peak memory (a) {_gb(a['peak_rss'])} (target <= 6 GB)", flush=True)
+    print(json.dumps(results, default=float))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
