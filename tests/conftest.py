@@ -26,3 +26,9 @@ def helper():
 @pytest.fixture(scope="session")
 def run(tmp_path_factory, helper):
     return helper.real_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def unc(run, helper):
+    """A real uncertainty table of the small run's last epoch (widths fixed, rel:0.1, rel:1, silverman)."""
+    return helper.real_uncertainty(run)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -139,6 +140,9 @@ class MITracker:
         self.layers = layers or default_layers
         self.device = device
         self._images = torch.from_numpy(np.ascontiguousarray(probe.images))
+        #: seconds of the last :meth:`log_epoch`: the probe's breakdown (dry_run, forward, hash,
+        #: distances, input), then probe (all of it), store, estimate, total.
+        self.last_timings: dict[str, float] = {}
         probe.save(run)
 
     @classmethod
@@ -167,8 +171,11 @@ class MITracker:
 
     def log_epoch(self, model: nn.Module, epoch: int) -> pd.DataFrame:
         """Probe ``model`` now, store the matrices and append the estimates of ``epoch``."""
+        import time
+
         from .probe import DEFAULT_NEAR, near_for, probe_layers
 
+        t_start = time.perf_counter()
         mi = self.mi
         device = self.device or next(model.parameters()).device
         res = probe_layers(model, self._images, list(self.layers(model)), batch_size=mi.batch_size,
@@ -179,13 +186,18 @@ class MITracker:
         m = Matrices(epoch=int(epoch), names=list(res.names), dims=np.asarray(res.dims, dtype=np.int64),
                      dist=res.dist.astype(np.float32), codes=dict(res.codes),
                      dist_input=None if res.dist_input is None else res.dist_input.astype(np.float32))
+        t_probe = time.perf_counter()
         # Estimates come from exactly what is stored (float32 distances), so `infoflow estimate`
         # reproduces this table bit for bit.
         if mi.store_matrices:
             self.run.save_matrices(m)
+        t_store = time.perf_counter()
         table = estimate_matrices(m, self.probe.labelings, noise_vars=mi.noise_var, estimators=mi.estimators,
                                   renyi_alpha=mi.renyi_alpha, widths=mi.widths)
         self.run.append_mi(table)
+        t_end = time.perf_counter()
+        self.last_timings = {**res.timings, "probe": t_probe - t_start, "store": t_store - t_probe,
+                             "estimate": t_end - t_store, "total": t_end - t_start}
         at_ceiling = table[table["at_ceiling"] & (table["quantity"] == "I_XM")]
         if len(at_ceiling):
             log.info("epoch %d: %d of %d I(X;M) estimates at their ceiling log2 N", epoch,
@@ -232,3 +244,14 @@ def reestimate(run: RunDir, mi: MIConfig, *, epochs: Sequence[int] | None = None
                                         estimators=mi.estimators, renyi_alpha=mi.renyi_alpha, subset=subset,
                                         widths=mi.widths))
     return pd.concat(frames, ignore_index=True)
+
+
+def estimates_path(run: RunDir, mi: MIConfig, *, probe_subset: int | None = None) -> Path:
+    """Default file of re-estimated MI (``infoflow estimate``): ``RUN/estimates/mi-<tag>.csv``, the
+    tag naming the noise variances, labellings, K of K-means, kernel widths (when not the plain
+    ``fixed``) and probe subset. Sibling tables (uncertainty, robustness) share its stem."""
+    wtag = [] if tuple(mi.widths) == ("fixed",) else \
+        ["w-" + "-".join(w.replace(":", "").replace("fixed", "f") for w in mi.widths)]
+    tag = "_".join([f"s2-{'-'.join(f'{v:g}' for v in mi.noise_var)}", "-".join(mi.labels), f"k{mi.kmeans_k}"]
+                   + wtag + ([f"sub{probe_subset}"] if probe_subset is not None else []))
+    return run.path / "estimates" / f"mi-{tag}.csv"

@@ -53,8 +53,10 @@ Columns of the subsample (trend) table (:data:`SUBSAMPLE_COLUMNS`): the same key
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +78,8 @@ __all__ = [
     "uncertainty_table",
     "uncertainty_tables",
     "kde_point",
+    "sibling_path",
+    "write_uncertainty",
 ]
 
 KEYS = ("epoch", "layer", "name", "estimator", "setting", "labels", "quantity")
@@ -486,3 +490,30 @@ def uncertainty_table(run: Any, mi: Any = None, **kwargs: Any) -> pd.DataFrame:
     :func:`uncertainty_tables`; for plots: draw ``[ci_lo, ci_hi]`` as the band of ``value`` and
     ``baseline_mean``/``baseline_hi`` as the chance level of I(Y;M)."""
     return uncertainty_tables(run, mi, **kwargs)[0]
+
+
+def sibling_path(out: str | os.PathLike, suffix: str) -> Path:
+    """The table beside an estimates file: ``mi-x.csv`` -> ``mi-x.<suffix>.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{suffix}.csv")
+
+
+def write_uncertainty(run: Any, out: str | os.PathLike, mi: Any = None, **kwargs: Any
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
+    """Compute :func:`uncertainty_tables` of ``run`` and write them beside the estimates file
+    ``out``: ``<out>.uncertainty.csv`` and ``<out>.subsamples.csv`` (atomically).
+
+    ``mi`` and ``kwargs`` as in :func:`uncertainty_tables`. Returns ``(summary, subsamples,
+    uncertainty path, subsamples path)``. This is what ``infoflow estimate --uncertainty`` and
+    ``infoflow report --quality`` both call.
+    """
+    from .runs import atomic_path
+
+    summary, subs = uncertainty_tables(run, mi, **kwargs)
+    paths = []
+    for frame, suffix in ((summary, "uncertainty"), (subs, "subsamples")):
+        target = sibling_path(out, suffix)
+        with atomic_path(target) as tmp:
+            frame.to_csv(tmp, index=False)
+        paths.append(target)
+    return summary, subs, paths[0], paths[1]

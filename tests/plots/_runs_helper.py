@@ -61,3 +61,57 @@ def derived_run(base: RunDir, out: Path, *, model: int | None = None, name: str 
 
 def epochs_of(run: RunDir) -> list[int]:
     return sorted(pd.unique(run.read_mi()["epoch"]).tolist())
+
+
+#: The kernel widths of the estimate-quality tests (those of `infoflow report --quality`).
+QUALITY_WIDTHS = "fixed,rel:0.1,rel:1,silverman"
+
+
+def real_uncertainty(run: RunDir) -> pd.DataFrame:
+    """A real uncertainty table of the last logged epoch of ``run`` (few repeats: fast; cached)."""
+    if "unc" not in _CACHE:
+        from infoflow.uncertainty import uncertainty_tables
+
+        last = run.matrix_epochs()[-1]
+        _CACHE["unc"] = uncertainty_tables(run, widths=QUALITY_WIDTHS, epochs=[last], repeats=4, permutations=10,
+                                           seed=1)[0]
+    return _CACHE["unc"].copy()
+
+
+def _toy_claims(mi: pd.DataFrame) -> dict:
+    """Three checks on one setting's rows with verdicts that differ between widths: "A" I(X;M)
+    of the first layer above the last's; "B" some I(Y;M) (kmeans) at its ceiling at the last epoch;
+    "C" never decided."""
+    last = mi[mi["epoch"] == mi["epoch"].max()]
+    x = last[last["quantity"] == "I_XM"].sort_values("layer")
+    y = last[(last["quantity"] == "I_YM") & (last["labels"] == "kmeans")]
+    return {"A": {"holds": bool(x["value"].iloc[0] > x["value"].iloc[-1]), "detail": "first vs last layer"},
+            "B": {"holds": bool(y["at_ceiling"].any()), "detail": f"{int(y['at_ceiling'].sum())} layers <at> H(Y)"},
+            "C": None}
+
+
+def real_robustness(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(verdicts, summary)`` of toy claims re-checked under the quality widths (cached)."""
+    if "rob" not in _CACHE:
+        from infoflow.robustness import robustness_table
+
+        verdicts, summary, _ = robustness_table(run, _toy_claims, widths=("fixed:0.2", "rel:0.1", "rel:1",
+                                                                          "silverman"))
+        _CACHE["rob"] = (verdicts, summary)
+    v, s = _CACHE["rob"]
+    return v.copy(), s.copy()
+
+
+def with_estimates(run: RunDir, out: Path, *, uncertainty: pd.DataFrame | None = None,
+                   robustness: tuple[pd.DataFrame, pd.DataFrame] | None = None, tag: str = "mi-q") -> RunDir:
+    """A copy of ``run`` whose RUN/estimates holds the given tables, named as `infoflow estimate` names them."""
+    shutil.copytree(run.path, out)
+    copy = RunDir(out)
+    est = copy.path / "estimates"
+    est.mkdir(exist_ok=True)
+    if uncertainty is not None:
+        uncertainty.to_csv(est / f"{tag}.uncertainty.csv", index=False)
+    if robustness is not None:
+        robustness[0].to_csv(est / f"{tag}.robustness.csv", index=False)
+        robustness[1].to_csv(est / f"{tag}.robustness-summary.csv", index=False)
+    return copy

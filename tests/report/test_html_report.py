@@ -172,3 +172,144 @@ def test_report_opens_offline_in_headless_chromium(report, tmp_path):
         assert errors == []
     finally:
         driver.quit()
+
+
+# -- estimate quality and robustness of the claims -------------------------------------------------
+@pytest.fixture(scope="module")
+def qrun(run, unc, helper, tmp_path_factory):
+    """A copy of the run whose RUN/estimates holds a real uncertainty table and robustness tables."""
+    return helper.with_estimates(run, tmp_path_factory.mktemp("quality") / "r", uncertainty=unc,
+                                 robustness=helper.real_robustness(run))
+
+
+@pytest.fixture(scope="module")
+def qdoc(qrun):
+    return render_report(qrun, only=["dice"])
+
+
+def _quality_table(doc):
+    (table,) = re.findall(r'<table class="quality">(.*?)</table>', doc, flags=re.S)
+    return dict((int(k), row) for k, row in re.findall(r'<tr data-layer="(\d+)">(.*?)</tr>', table, flags=re.S))
+
+
+def _cells(row):
+    return re.findall(r"<td([^>]*)>(.*?)</td>", row, flags=re.S)
+
+
+def _f(x):
+    return "" if pd.isna(x) else f"{x:.3f}"
+
+
+def test_quality_section_shows_the_table_of_the_last_epoch(qdoc, unc):
+    assert '<h3 id="quality-0">Estimate quality</h3>' in qdoc and 'id="fig-quality"' in qdoc
+    assert len(_imgs(qdoc)) == 2  # dice + the quality figure
+    assert "mi-q.uncertainty.csv</code>: epoch 4, kde_upper, Y: kmeans" in qdoc
+    assert "How to read this." in qdoc and 'id="quality-missing-0"' not in qdoc
+    rows = _quality_table(qdoc)
+    assert sorted(rows) == list(range(23))  # one row per layer
+    settings = list(dict.fromkeys(unc["setting"]))
+    header = re.search(r'<table class="quality">(.*?)</tr>', qdoc, flags=re.S).group(1)
+    assert re.findall(r"<th colspan=4>(.*?)</th>", header) == settings
+    k = unc[unc["estimator"] == "kde_upper"]
+    n_ceiling = n_chance = 0
+    for layer, row in rows.items():
+        cells = _cells(row)
+        assert len(cells) == 2 + 4 * len(settings)
+        assert cells[1][1] == html.escape(k.loc[k["layer"] == layer, "name"].iloc[0])
+        for j, st in enumerate(settings):
+            x = k[(k["layer"] == layer) & (k["setting"] == st) & (k["quantity"] == "I_XM")].iloc[0]
+            y = k[(k["layer"] == layer) & (k["setting"] == st) & (k["quantity"] == "I_YM")
+                  & (k["labels"] == "kmeans")].iloc[0]
+            (ax, tx), (ay, ty), (_, tb), (_, tp) = cells[2 + 4 * j: 6 + 4 * j]
+            assert tx.startswith(f"{x['value']:.3f} [{x['ci_lo']:.3f}, {x['ci_hi']:.3f}]")
+            assert ty.startswith(f"{y['value']:.3f} [{y['ci_lo']:.3f}, {y['ci_hi']:.3f}]")
+            assert tb == f"{y['baseline_mean']:.3f}, {y['baseline_hi']:.3f}" and tp == _f(y["p_value"])
+            # marks exactly where the table says: at the ceiling (within 1 %), not above the baseline
+            x_ceil = bool(x["value"] >= 0.99 * x["log2n"] - 1e-12)
+            y_ceil = bool(y["value"] >= 0.99 * y["h_y"] - 1e-12)
+            chance = bool(y["p_value"] > 1 - y["level"])
+            assert ("ceiling" in ax) == x_ceil and ("&#9650;" in tx) == x_ceil and "chance" not in ax
+            assert ("ceiling" in ay) == y_ceil and ("&#9650;" in ty) == y_ceil
+            assert ("chance" in ay) == chance and ("&#9675;" in ty) == chance
+            n_ceiling += x_ceil + y_ceil
+            n_chance += chance
+    assert 0 < n_ceiling < 2 * 23 * len(settings) and 0 < n_chance < 23 * len(settings)  # both kinds occur
+    assert f"{n_ceiling} of {2 * 23 * len(settings)} estimates sit at their ceiling" in qdoc
+    assert f"{n_chance} of {23 * len(settings)} I(Y;M) estimates are not above their permutation baseline" in qdoc
+
+
+def test_robustness_section_lists_statements_and_the_grid(qdoc, run, helper):
+    verdicts, summary = helper.real_robustness(run)
+    assert '<h3 id="robustness-0">Robustness of the claims</h3>' in qdoc
+    for statement in summary["statement"]:
+        assert f"<li>{html.escape(statement)}</li>" in qdoc
+    (grid,) = re.findall(r'<table class="robustness">(.*?)</table>', qdoc, flags=re.S)
+    order = ["noise_var=0.2", "rel=0.1", "rel=1.0", "silverman=1.0"]
+    assert re.findall(r"<th>(.*?)</th>", grid) == ["claim"] + order
+    words = {True: "holds", False: "fails", None: "inconclusive"}
+    for r in verdicts.itertuples(index=False):
+        row = re.search(rf'<tr data-claim="{r.claim}">(.*?)</tr>', grid, flags=re.S).group(1)
+        cell = re.search(rf'<td class=(\S+) data-setting="{re.escape(r.setting)}"[^>]*>(\w+)</td>', row)
+        assert cell.group(2) == words[r.holds]
+        assert cell.group(1) == {True: "status-pass", False: "status-fail", None: "status-other"}[r.holds]
+    assert "layers &lt;at&gt; H(Y)" in grid and "<at>" not in grid  # details as escaped tooltips
+    assert {"holds", "fails", "inconclusive"} <= set(re.findall(r">(holds|fails|inconclusive)</td>", grid))
+
+
+def test_report_without_estimates_has_no_quality_section(run):
+    doc = render_report(run, only=["dice"])
+    for text in ('id="quality-0"', 'id="robustness-0"', 'id="fig-quality"', '<table class="quality">',
+                 '<table class="robustness">'):
+        assert text not in doc
+    cmd = (f"infoflow estimate {run.path} --width fixed,rel:0.1,rel:1,silverman --uncertainty --epochs 4 "
+           "--repeats 10 --permutations 20")
+    assert f"<code>{html.escape(cmd)}</code>" in doc and doc.count('id="quality-missing-0"') == 1
+    assert f"<code>infoflow estimate {run.path} --width fixed,rel:0.1,rel:1,silverman --robustness</code>" in doc
+
+
+def test_explicit_tables_and_only_a_summary(run, unc, helper, tmp_path):
+    path = tmp_path / "elsewhere.uncertainty.csv"
+    unc[unc["setting"] == "rel=0.1"].to_csv(path, index=False)
+    verdicts, summary = helper.real_robustness(run)
+    only_summary = tmp_path / "x.robustness-summary.csv"
+    summary.to_csv(only_summary, index=False)
+    doc = render_report(run, only=["dice"], uncertainty=path, robustness=only_summary)
+    assert f"<code>{path}</code>: epoch 4" in doc
+    assert re.findall(r"<th colspan=4>(.*?)</th>", doc) == ["rel=0.1"]
+    assert all(f"<li>{html.escape(s)}</li>" in doc for s in summary["statement"])
+    assert '<table class="robustness">' not in doc  # no verdicts file beside the summary
+    doc2 = render_report(run, only=["dice"], uncertainty=unc, robustness=verdicts)  # tables, summary made here
+    assert len(re.findall(r"<th colspan=4>", doc2)) == 4 and '<table class="robustness">' in doc2
+    assert all(f"<li>{html.escape(s)}</li>" in doc2 for s in summary["statement"])
+    with pytest.raises(ValueError, match="nope.uncertainty.csv"):
+        render_report(run, only=["dice"], uncertainty=tmp_path / "nope.uncertainty.csv")
+    with pytest.raises(ValueError, match="one per run"):
+        render_report([run, run], only=["dice"], uncertainty=path)
+    bad = helper.with_estimates(run, tmp_path / "bad", uncertainty=unc.drop(columns=["ci_lo"]))
+    doc3 = render_report(bad, only=["dice"])  # a discovered table that cannot be shown: a note, not a crash
+    assert "mi-q.uncertainty.csv not shown (" in doc3 and "lacks the column(s) ci_lo" in doc3
+    assert 'id="quality-0"' not in doc3
+
+
+def test_cli_report_quality_computes_a_table_once(run, tmp_path, capsys):
+    shutil.copytree(run.path, tmp_path / "r")
+    r = RunDir(tmp_path / "r")
+    out = tmp_path / "q.html"
+    assert main(["report", str(r.path), "--quality", "--only", "dice", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    (made,) = list((r.path / "estimates").glob("*.uncertainty.csv"))
+    assert made.name == "mi-s2-0.2_kmeans-coarse_k4_w-f-rel0.1-rel1.0-silverman1.0.uncertainty.csv"
+    assert f"-> {made}" in said and made.with_name(made.name.replace("uncertainty", "subsamples")).exists()
+    t = pd.read_csv(made)
+    assert set(t["setting"]) == {"noise_var=0.2", "rel=0.1", "rel=1.0", "silverman=1.0"}
+    assert set(t["epoch"]) == {4} and set(t["estimator"]) == {"kde_upper"}
+    assert set(t["repeats"]) == {10} and set(t.loc[t["quantity"] == "I_YM", "permutations"]) == {20}
+    doc = out.read_text()
+    assert '<h3 id="quality-0">Estimate quality</h3>' in doc and f"<code>{made}</code>" in doc
+    stamp = made.stat().st_mtime_ns
+    assert main(["report", str(r.path), "--quality", "--only", "dice", "--out", str(out)]) == 0
+    assert "uncertainty table of" not in capsys.readouterr().out and made.stat().st_mtime_ns == stamp  # found, kept
+    assert main(["report", str(r.path), str(run.path), "--uncertainty", str(made), "--only", "dice"]) == 2
+    assert "--uncertainty was given 1 time(s) for 2 run(s)" in capsys.readouterr().err
+    assert main(["report", str(r.path), "--robustness", str(made), "--only", "dice"]) == 2
+    assert "robustness-summary.csv" in capsys.readouterr().err

@@ -55,7 +55,7 @@ def estimate_command(
     import time
 
     from ..runs import atomic_path
-    from ..tracker import reestimate
+    from ..tracker import estimates_path, reestimate
 
     run = RunDir.open(run_dir)
     cfg = RunConfig.from_dict(run.read_config())
@@ -96,11 +96,7 @@ def estimate_command(
     table = reestimate(run, mi, epochs=epoch_list, subset=subset, progress=not quiet)
     seconds = time.perf_counter() - t0
     if out is None:
-        wtag = [] if tuple(mi.widths) == ("fixed",) else \
-            ["w-" + "-".join(w.replace(":", "").replace("fixed", "f") for w in mi.widths)]
-        tag = "_".join([f"s2-{'-'.join(f'{v:g}' for v in mi.noise_var)}", "-".join(mi.labels), f"k{mi.kmeans_k}"]
-                       + wtag + ([f"sub{probe_subset}"] if subset is not None else []))
-        out = run.path / "estimates" / f"mi-{tag}.csv"
+        out = estimates_path(run, mi, probe_subset=probe_subset if subset is not None else None)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     n_ceiling = int((table["at_ceiling"] & (table["quantity"] == "I_XM")).sum())
@@ -122,7 +118,9 @@ def estimate_command(
 
 
 def _sibling(out: Path, suffix: str) -> Path:
-    return out.with_name(f"{out.stem}.{suffix}.csv")
+    from ..uncertainty import sibling_path
+
+    return sibling_path(out, suffix)
 
 
 def _write_widths(run: RunDir, mi, epochs, out: Path) -> None:
@@ -146,8 +144,7 @@ def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, r
                        fractions: str, level: float, layers, seed: int, quiet: bool) -> None:
     import time
 
-    from ..runs import atomic_path
-    from ..uncertainty import uncertainty_tables
+    from ..uncertainty import write_uncertainty
 
     fr = floats(fractions, "--fractions")
     lay = None
@@ -157,13 +154,9 @@ def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, r
         except ValueError:
             raise ConfigError(f"--unc-layers takes comma-separated integers, got {layers!r}") from None
     t0 = time.perf_counter()
-    summary, subs = uncertainty_tables(run, mi, estimators=estimators, epochs=epochs, layers=lay, fractions=fr,
-                                       repeats=repeats, permutations=permutations, level=level, seed=seed,
-                                       progress=not quiet)
-    for frame, suffix in ((summary, "uncertainty"), (subs, "subsamples")):
-        target = _sibling(out, suffix)
-        with atomic_path(target) as tmp:
-            frame.to_csv(tmp, index=False)
+    summary, _, _, _ = write_uncertainty(run, out, mi, estimators=estimators, epochs=epochs, layers=lay,
+                                         fractions=fr, repeats=repeats, permutations=permutations, level=level,
+                                         seed=seed, progress=not quiet)
     seconds = time.perf_counter() - t0
     y = summary[summary["quantity"] == "I_YM"]
     n_chance = int((y["p_value"] > 1 - level).sum()) if len(y) and permutations > 0 else 0

@@ -79,13 +79,60 @@ def report_command(
     labels: Optional[str] = typer.Option(None, "--labels", help="output classes (default kmeans)"),
     title: Optional[str] = typer.Option(None, "--title", help="report title"),
     only: Optional[str] = typer.Option(None, "--only", help="only these figures of each run, e.g. dice,uplots"),
+    uncertainty: Optional[list[Path]] = typer.Option(
+        None, "--uncertainty", help="uncertainty table (*.uncertainty.csv of `infoflow estimate --uncertainty`) of "
+        "the 'Estimate quality' section; repeat once per run, in order (default: the newest in RUN/estimates)"),
+    robustness: Optional[list[Path]] = typer.Option(
+        None, "--robustness", help="*.robustness.csv or *.robustness-summary.csv of `infoflow estimate "
+        "--robustness`; repeat once per run, in order (default: the newest in RUN/estimates)"),
+    quality: bool = typer.Option(
+        False, "--quality", help="compute an uncertainty table for each run that has none (last logged epoch, "
+        "widths fixed,rel:0.1,rel:1,silverman, kde_upper, 10 subsets per size, 20 permutations; written to "
+        "RUN/estimates)"),
 ) -> None:
-    """Write one self-contained HTML report (figures, config, data, estimates, ceilings, claims) of runs."""
+    """Write one self-contained HTML report (figures, config, data, estimates, ceilings, estimate quality,
+    robustness of the claims, claims) of runs."""
     from ..report import write_report
 
     rs = [RunDir.open(r) for r in runs]
-    path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels, only=_only(only))
+    uncs = _per_run_paths(uncertainty, len(rs), "--uncertainty")
+    robs = _per_run_paths(robustness, len(rs), "--robustness")
+    if quality:
+        uncs = [u if u is not None else _ensure_quality(r) for r, u in zip(rs, uncs)]
+    path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels, only=_only(only),
+                        uncertainty=uncs, robustness=robs)
     typer.echo(f"report written to {path}")
+
+
+def _per_run_paths(paths: Optional[list[Path]], n: int, option: str) -> list[Optional[Path]]:
+    if not paths:
+        return [None] * n
+    if len(paths) != n:
+        raise ConfigError(f"{option} was given {len(paths)} time(s) for {n} run(s): give it once per run, in the "
+                          "order of the runs, or not at all (then the newest table in RUN/estimates is used)")
+    for p in paths:
+        if not p.is_file():
+            raise ConfigError(f"{option} {p}: no such file")
+    return list(paths)
+
+
+def _ensure_quality(run: RunDir) -> Optional[Path]:
+    """The run's newest uncertainty table, or a new cheap one (``--quality``); None when the run
+    has no stored matrices to compute one from."""
+    import time
+
+    from ..report.quality import compute_quality, find_uncertainty
+
+    found = find_uncertainty(run)
+    if found is not None:
+        return found
+    if not run.matrix_epochs():
+        typer.echo(f"  --quality: {run.path} has no stored distance matrices; no uncertainty table")
+        return None
+    t0 = time.perf_counter()
+    path = compute_quality(run)
+    typer.echo(f"uncertainty table of {run.path} in {time.perf_counter() - t0:.1f} s -> {path}")
+    return path
 
 
 def finish_run(run: RunDir | str | Path, *, echo: bool = True) -> tuple[list[Path], Path]:

@@ -11,6 +11,9 @@ matplotlib Figure; saving is the caller's (:func:`plot_run` writes all figures o
 * :func:`dice_curves` -- Fig. 5: Dice (training solid, validation dashed), one colour per model.
 * :func:`predicted_masks` -- Fig. 6: input, ground truth and predictions at chosen epochs.
 * :func:`class_examples` -- Fig. 2: masks grouped by output class (coarsening, K-means).
+* :func:`uplot_intervals` -- estimate quality: intervals, permutation baselines and ceilings per
+  layer and kernel width, from an uncertainty table (``infoflow estimate --uncertainty``);
+  :func:`information_planes` and :func:`uplots` take the same table as ``uncertainty=``.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from ._style import png_bytes, savefig
 from .curves import default_label, dice_curves, group_runs, layer_stats, mi_vs_epoch
 from .masks import class_examples, predicted_masks
 from .planes import information_planes
+from .quality import quality_selection, uplot_intervals
 from .uplots import draw_skips, uplot, uplots
 
 __all__ = [
     "CODE_UPLOT_EPOCHS", "FIGURES", "Network", "Selection", "class_examples", "default_label", "dice_curves",
     "draw_skips", "group_runs", "information_planes", "layer_stats", "make_figures", "mi_vs_epoch",
-    "network_from_config", "plot_run", "png_bytes", "predicted_masks", "savefig", "select", "uplot",
-    "uplot_epochs", "uplots",
+    "network_from_config", "plot_run", "png_bytes", "predicted_masks", "quality_selection", "savefig", "select",
+    "uplot", "uplot_epochs", "uplot_intervals", "uplots",
 ]  # fmt: skip
 
 #: The figures of one run, in report order: (file stem, caption).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -120,6 +121,68 @@ def planes(source: Any, estimator: str | None = None, setting: str | None = None
     if len(pts) == 1:
         return pts[0], sel, 1
     return aggregate(pts), sel, len(pts)
+
+
+# -- uncertainty tables (infoflow.uncertainty) ----------------------------------------------------
+#: Columns a table must have to draw intervals from it.
+UNCERTAINTY_REQUIRED = ("epoch", "layer", "name", "estimator", "setting", "labels", "quantity", "value",
+                        "ci_lo", "ci_hi")
+_UNC_TEXT = ("name", "estimator", "setting", "labels", "quantity")
+
+
+def uncertainty_frame(x: Any) -> pd.DataFrame:
+    """An uncertainty table (columns of :data:`infoflow.uncertainty.UNCERTAINTY_COLUMNS`) from a
+    DataFrame or the path of a ``*.uncertainty.csv``; errors name the file."""
+    if isinstance(x, pd.DataFrame):
+        frame, where = x, "the uncertainty table"
+    else:
+        p = Path(x)
+        where = str(p)
+        if not p.is_file():
+            raise RunError(f"{p}: no such uncertainty table (write one with `infoflow estimate RUN --uncertainty`)")
+        try:
+            frame = pd.read_csv(p, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise RunError(f"{p} is not a readable CSV table: {exc}") from None
+    missing = [c for c in UNCERTAINTY_REQUIRED if c not in frame.columns]
+    if missing:
+        raise InfoflowError(f"{where} is not an uncertainty table: it lacks the column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise InfoflowError(f"{where} has no rows")
+    return frame.assign(**{c: frame[c].astype(str) for c in _UNC_TEXT})
+
+
+def interval_table(unc: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+    """One row per (epoch, layer) of an uncertainty table for a selection: ``I_XM``, ``I_XM_lo``,
+    ``I_XM_hi``, ``I_XM_ceiling`` (label-free rows), the same for ``I_YM`` (labels ``sel.labels``),
+    ``baseline_mean``, ``baseline_hi``, ``p_value``, ``level``, ``n``, ``kernel_var``. NaN where the
+    table has no such row. Raises when it has no row of the estimator and setting."""
+    rows = unc[(unc["estimator"].astype(str) == sel.estimator) & (unc["setting"].astype(str) == sel.setting)]
+    if rows.empty:
+        have = sorted({f"{e} ({s})" for e, s in unc[["estimator", "setting"]].astype(str).itertuples(index=False)})
+        raise InfoflowError(f"the uncertainty table has no rows of {sel.estimator} ({sel.setting}); it has "
+                            f"{', '.join(have)}")
+    keys = ["epoch", "layer", "name"]
+    parts = []
+    for q, lab in (("I_XM", None), ("I_YM", sel.labels)):
+        r = rows[rows["quantity"] == q]
+        if lab is not None:
+            r = r[r["labels"].astype(str) == lab]
+        cols = {"value": q, "ci_lo": f"{q}_lo", "ci_hi": f"{q}_hi", "ceiling": f"{q}_ceiling"}
+        extra = ["baseline_mean", "baseline_hi", "p_value"] if q == "I_YM" else []
+        shared = [c for c in ("level", "n", "kernel_var") if c in r]
+        take = keys + [c for c in cols if c in r] + [c for c in extra if c in r] + shared
+        parts.append(r[take].rename(columns={**cols, **{c: f"{c}_{q}" for c in shared}}))
+    out = pd.merge(parts[0], parts[1], on=keys, how="outer")
+    for c in ("level", "n", "kernel_var"):
+        if f"{c}_I_XM" in out:
+            out[c] = out[f"{c}_I_XM"].fillna(out[f"{c}_I_YM"])
+            out = out.drop(columns=[f"{c}_I_XM", f"{c}_I_YM"])
+    for c in ("I_XM", "I_XM_lo", "I_XM_hi", "I_XM_ceiling", "I_YM", "I_YM_lo", "I_YM_hi", "I_YM_ceiling",
+              "baseline_mean", "baseline_hi", "p_value", "level"):
+        if c not in out:
+            out[c] = np.nan
+    return out.sort_values(["epoch", "layer"]).reset_index(drop=True)
 
 
 # -- network layout -----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from . import _data, _style
 
 def information_planes(source: Any, *, estimator: str | None = None, setting: str | None = None,
                        labels: str | None = None, layers: Sequence[int] | None = None,
-                       fig: Figure | None = None, ncols: int | None = None, title: str | None = None) -> Figure:
+                       fig: Figure | None = None, ncols: int | None = None, title: str | None = None,
+                       uncertainty: Any = None) -> Figure:
     """Information planes of every probe layer.
 
     Args:
@@ -29,8 +30,16 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
     one colour bar for the figure), a thin line joining consecutive epochs, dashed guides at the
     ceilings ``log2 N`` (vertical) and ``H(Y)`` (horizontal). A panel with any estimate at its
     ceiling gets a red frame and the right-hand title "at log2N", "at H(Y)" or "at log2N, H(Y)".
+
+    ``uncertainty``: an uncertainty table (:func:`infoflow.uncertainty.uncertainty_table`, or the
+    path of a ``*.uncertainty.csv``). For every (epoch, layer) it holds for the selection, error
+    bars in the epoch's colour: horizontal ``[ci_lo, ci_hi]`` of the I_XM row (``gid="ci-x"``) and
+    vertical ``[ci_lo, ci_hi]`` of the I_YM row (``gid="ci-y"``), crossing at the table's values
+    (the intervals belong to the run the table was computed from). Without it the figure is
+    unchanged.
     """
     pts, sel, n_runs = _data.planes(source, estimator, setting, labels)
+    ci = None if uncertainty is None else _data.interval_table(_data.uncertainty_frame(uncertainty), sel)
     all_layers = sorted(pts["layer"].unique())
     layers = all_layers if layers is None else [int(i) for i in layers]
     epochs = sorted(pts["epoch"].unique())
@@ -61,6 +70,8 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
                         ecolor="0.75", elinewidth=0.6, zorder=1)
         ax.plot(d["I_XM"], d["I_YM"], color="0.55", lw=0.6, zorder=2)
         ax.scatter(d["I_XM"], d["I_YM"], c=d["epoch"], cmap=cmap, norm=norm, s=14, edgecolors="none", zorder=3)
+        if ci is not None:
+            _draw_intervals(ax, ci[ci["layer"] == layer], norm)
         notes = (["log2N"] if bool(d["ceil_x"].any()) else []) + (["H(Y)"] if bool(d["ceil_y"].any()) else [])
         if notes:
             for sp in ax.spines.values():
@@ -78,10 +89,28 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
         ax.set_ylim(ymin - 0.03 * (ymax - ymin), ymax)
     _style.epoch_colorbar(fig, norm, cax=cax)
     seeds = f"; median of {n_runs} runs, bars: min-max" if n_runs > 1 else ""
+    if ci is not None and ci["level"].notna().any():
+        seeds += f"; coloured bars: {float(ci['level'].dropna().iloc[0]):.0%} intervals"
     head = title or _title(source)
     fig.suptitle(f"{head}information planes: {sel.describe()}; dashed: log2 N = {log2n:.2f}, "
                  f"H(Y) = {h_y:.2f} bits{seeds}", fontsize=10)
     return fig
+
+
+def _draw_intervals(ax, c: pd.DataFrame, norm) -> None:
+    """Error bars of one panel: x = I(X;M) interval at the point's I(Y;M), y = the converse."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[_style.EPOCH_CMAP]
+    c = c.dropna(subset=["I_XM", "I_YM"])
+    x = c.dropna(subset=["I_XM_lo", "I_XM_hi"])
+    if len(x):
+        ax.hlines(x["I_YM"], x["I_XM_lo"], x["I_XM_hi"], colors=[cmap(norm(e)) for e in x["epoch"]], lw=0.9,
+                  zorder=2.5, gid="ci-x")
+    y = c.dropna(subset=["I_YM_lo", "I_YM_hi"])
+    if len(y):
+        ax.vlines(y["I_XM"], y["I_YM_lo"], y["I_YM_hi"], colors=[cmap(norm(e)) for e in y["epoch"]], lw=0.9,
+                  zorder=2.5, gid="ci-y")
 
 
 def _hi(pts: pd.DataFrame, c: str) -> pd.Series:

@@ -20,7 +20,8 @@ DATA_FRACTION = 0.78
 
 def uplot(source: Any, quantity: str = "I_XM", *, epochs: Sequence[int] | None = None,
           estimator: str | None = None, setting: str | None = None, labels: str | None = None,
-          network: _data.Network | None = None, ax: Axes | None = None, colorbar: bool = True) -> Figure:
+          network: _data.Network | None = None, ax: Axes | None = None, colorbar: bool = True,
+          uncertainty: Any = None) -> Figure:
     """One U-Plot: ``quantity`` (``"I_XM"`` or ``"I_YM"``) against probe-layer index.
 
     One line per selected epoch (default: the paper code's 1, 10, 100, 500, 1000, 2000, 5000,
@@ -29,11 +30,17 @@ def uplot(source: Any, quantity: str = "I_XM", *, epochs: Sequence[int] | None =
     arcs from source to merge layer above the data (``gid="skip-<src>-<merge>"``): solid when
     the model has the skip, dashed grey with a cross when it was removed. Several runs (seeds):
     the median line with a min-max band.
+
+    ``uncertainty``: an uncertainty table (:func:`infoflow.uncertainty.uncertainty_table`, or the
+    path of a ``*.uncertainty.csv``); for each drawn epoch it holds for the selection, vertical
+    error bars ``[ci_lo, ci_hi]`` in the epoch's colour (``gid="ci-<epoch>"``). Without it the
+    figure is unchanged.
     """
     if quantity not in ("I_XM", "I_YM"):
         raise ValueError(f"quantity must be 'I_XM' or 'I_YM', got {quantity!r}")
     pts, sel, n_runs = _data.planes(source, estimator, setting, labels)
     net = _data.network_of(source, network)
+    ci = None if uncertainty is None else _data.interval_table(_data.uncertainty_frame(uncertainty), sel)
     logged = sorted(pts["epoch"].unique())
     chosen = _data.uplot_epochs(logged, epochs)
     norm = _style.epoch_norm(logged)
@@ -56,29 +63,51 @@ def uplot(source: Any, quantity: str = "I_XM", *, epochs: Sequence[int] | None =
                 gid=f"epoch-{e}")
         if len(d):
             top = max(top, float(np.nanmax(d[quantity])))
+        if ci is not None:
+            c = ci[ci["epoch"] == e].dropna(subset=[f"{quantity}_lo", f"{quantity}_hi"]).sort_values("layer")
+            if len(c):
+                ax.vlines(c["layer"], c[f"{quantity}_lo"], c[f"{quantity}_hi"], colors=[color], lw=1.0,
+                          zorder=2.5, gid=f"ci-{e}")
+                top = max(top, float(np.nanmax(c[f"{quantity}_hi"])))
     ceiling = float(np.nanmax(pts["log2n"])) if quantity == "I_XM" else (
         float(np.nanmax(pts["h_y"])) if pts["h_y"].notna().any() else np.nan)
     if np.isfinite(ceiling):
-        ax.axhline(ceiling, gid="ceiling", **_style.CEILING_STYLE)
-        ax.annotate("log2 N" if quantity == "I_XM" else "H(Y)", (1.0, ceiling), xycoords=("axes fraction", "data"),
-                    xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7, color="0.4")
+        draw_ceiling(ax, ceiling, "log2 N" if quantity == "I_XM" else "H(Y)")
         top = max(top, ceiling)
-    top = top if top > 0 else 1.0
-    ax.set_ylim(min(0.0, float(np.nanmin(pts[quantity])) if pts[quantity].notna().any() else 0.0),
-                top / DATA_FRACTION)
-    layers = sorted(pts["layer"].unique())
-    ax.set_xlim(min(layers) - 0.6, max(layers) + 0.6)
-    ax.set_xticks(layers)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("layer index i")
-    ax.set_ylabel(_style.QTY_LABEL[quantity].replace("M)", "M_i)"))
-    if net is not None:
-        draw_skips(ax, net)
+    bottom = min(0.0, float(np.nanmin(pts[quantity])) if pts[quantity].notna().any() else 0.0)
+    layer_axis(ax, sorted(pts["layer"].unique()), bottom=bottom, top=top,
+               ylabel=_style.QTY_LABEL[quantity].replace("M)", "M_i)"), network=net)
     seeds = f" (median of {n_runs} runs, band: min-max)" if n_runs > 1 else ""
+    if ci is not None and ci["level"].notna().any():
+        seeds += f"; bars: {float(ci['level'].dropna().iloc[0]):.0%} intervals"
     ax.set_title(f"{'I(X;M_i)' if quantity == 'I_XM' else 'I(Y;M_i)'}: {sel.describe()}{seeds}", fontsize=9)
     if colorbar:
         _style.epoch_colorbar(fig, norm, ax)
     return fig
+
+
+def draw_ceiling(ax: Axes, value: float, text: str, *, ls: str = "--", gid: str = "ceiling") -> None:
+    """A horizontal ceiling line (log2 N, H(Y)) at ``value`` with ``text`` at its right end."""
+    ax.axhline(value, gid=gid, **{**_style.CEILING_STYLE, "ls": ls})
+    ax.annotate(text, (1.0, value), xycoords=("axes fraction", "data"), xytext=(-2, 2), textcoords="offset points",
+                ha="right", va="bottom", fontsize=7, color="0.4", gid=f"{gid}-label")
+
+
+def layer_axis(ax: Axes, layers: Sequence[int], *, bottom: float, top: float, ylabel: str | None,
+               network: _data.Network | None = None) -> None:
+    """The x axis of a U-Plot (one tick per probe layer) and a y range whose top ``DATA_FRACTION``
+    holds the data (``top``) and leaves room above for the skip arcs; merges and skips of
+    ``network`` (:func:`draw_skips`)."""
+    top = top if top > 0 else 1.0
+    ax.set_ylim(bottom, top / DATA_FRACTION)
+    ax.set_xlim(min(layers) - 0.6, max(layers) + 0.6)
+    ax.set_xticks(list(layers))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("layer index i")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if network is not None:
+        draw_skips(ax, network)
 
 
 def draw_skips(ax: Axes, net: _data.Network) -> None:
@@ -107,17 +136,19 @@ def draw_skips(ax: Axes, net: _data.Network) -> None:
 
 def uplots(source: Any, *, epochs: Sequence[int] | None = None, estimator: str | None = None,
            setting: str | None = None, labels: str | None = None, network: _data.Network | None = None,
-           fig: Figure | None = None, title: str | None = None) -> Figure:
-    """Both U-Plots side by side (I(X;M_i) left, I(Y;M_i) right) with one epoch colour bar."""
+           fig: Figure | None = None, title: str | None = None, uncertainty: Any = None) -> Figure:
+    """Both U-Plots side by side (I(X;M_i) left, I(Y;M_i) right) with one epoch colour bar;
+    ``uncertainty`` as in :func:`uplot` (error bars from the I_XM and I_YM rows)."""
     if fig is None:
         fig = _style.new_figure(13.0, 4.4)
     else:
         _style.ensure_canvas(fig)
     ax_x, ax_y = fig.subplots(1, 2)
+    unc = None if uncertainty is None else _data.uncertainty_frame(uncertainty)
     uplot(source, "I_XM", epochs=epochs, estimator=estimator, setting=setting, labels=labels, network=network,
-          ax=ax_x, colorbar=False)
+          ax=ax_x, colorbar=False, uncertainty=unc)
     uplot(source, "I_YM", epochs=epochs, estimator=estimator, setting=setting, labels=labels, network=network,
-          ax=ax_y, colorbar=False)
+          ax=ax_y, colorbar=False, uncertainty=unc)
     pts, _, _ = _data.planes(source, estimator, setting, labels)
     _style.epoch_colorbar(fig, _style.epoch_norm(pts["epoch"].unique()), [ax_x, ax_y])
     handles, lab = ax_y.get_legend_handles_labels()

@@ -4,6 +4,8 @@
 * :func:`render_report` -- the same document as a string.
 * :func:`data_facts`, :func:`final_estimates`, :func:`ceiling_warnings`, :func:`read_claims` --
   the pieces, usable on their own.
+* :func:`quality_rows`, :func:`read_robustness`, :func:`find_uncertainty`, :func:`find_robustness`,
+  :func:`compute_quality` -- the "Estimate quality" and "Robustness of the claims" sections' tables.
 """
 
 from .html import (
@@ -16,6 +18,14 @@ from .html import (
     run_summary,
     write_report,
 )
+from .quality import (
+    compute_quality,
+    find_robustness,
+    find_uncertainty,
+    quality_rows,
+    read_robustness,
+)
 
-__all__ = ["CLAIMS_FILE", "ceiling_warnings", "data_facts", "final_estimates", "read_claims", "render_report",
-           "run_summary", "write_report"]
+__all__ = ["CLAIMS_FILE", "ceiling_warnings", "compute_quality", "data_facts", "final_estimates", "find_robustness",
+           "find_uncertainty", "quality_rows", "read_claims", "read_robustness", "render_report", "run_summary",
+           "write_report"]

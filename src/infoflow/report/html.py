@@ -1,4 +1,5 @@
-"""The HTML report: figures, config, data facts, final estimates, ceiling warnings, claims.
+"""The HTML report: figures, config, data facts, final estimates, ceiling warnings, estimate
+quality and robustness of the claims (:mod:`.quality`), claims.
 
 The document is self-contained (inline CSS, figures as ``data:`` PNG, no script, no external
 request), so it opens offline in any browser and can be mailed as one file.
@@ -212,6 +213,8 @@ figcaption{font-size:.88em;color:#555;margin-top:4px}
 td.status-pass{background:#eafaf1;color:#1e8449;font-weight:600}
 td.status-fail{background:#fdecea;color:#a93226;font-weight:600}
 td.status-other{background:#f4f6f7;color:#555;font-weight:600}
+td.chance{background:#fef5e7;color:#9a5b00}td.ceil.chance{background:#fdecea}
+ul.statements li{margin:3px 0}
 pre{background:#f4f6f7;padding:10px;overflow:auto;font-size:.82em}nav a{margin-right:14px}
 """
 
@@ -269,8 +272,10 @@ def _claims_html(claims: pd.DataFrame) -> str:
     return f"<div class=scroll><table>{head}{''.join(body)}</table></div>"
 
 
-def _run_section(run: RunDir, k: int, prepared: Prepared | None, dpi: int, figure_kwargs: Mapping[str, Any]) -> str:
+def _run_section(run: RunDir, k: int, prepared: Prepared | None, dpi: int, figure_kwargs: Mapping[str, Any],
+                 uncertainty: Any = None, robustness: Any = None) -> str:
     from ..plots import FIGURES, make_figures, png_bytes
+    from .quality import quality_sections
 
     cfg_doc = run.read_config()
     name = cfg_doc.get("name") or run.path.name
@@ -299,6 +304,8 @@ def _run_section(run: RunDir, k: int, prepared: Prepared | None, dpi: int, figur
         parts.append(f'<p class="skip">{_e(stem)}: not drawn ({_e(why)})</p>')
     if not mi.empty:
         parts.append("<h3>Estimates at the final epoch</h3>" + _estimates_html(mi))
+    parts.append(quality_sections(run, k, uncertainty=uncertainty, robustness=robustness, dpi=dpi,
+                                  estimator=figure_kwargs.get("estimator"), labels=figure_kwargs.get("labels")))
     claims = read_claims(run)
     parts.append("<h3>Claims</h3>")
     parts.append(_claims_html(claims) if claims is not None else
@@ -342,17 +349,42 @@ def _comparison_section(runs: list[RunDir], dpi: int, figure_kwargs: Mapping[str
     return "\n".join(parts)
 
 
+def _per_run(value: Any, n: int, what: str) -> list[Any]:
+    """An explicit table for each of ``n`` runs: None (discover each), one path/table (one run
+    only), or a sequence with one entry per run (None entries: discover)."""
+    if value is None:
+        return [None] * n
+    if isinstance(value, (str, os.PathLike, pd.DataFrame)):
+        if n != 1:
+            raise InfoflowError(f"one {what} table was given for {n} runs: pass one per run (None to discover)")
+        return [value]
+    items = list(value)
+    if len(items) != n:
+        raise InfoflowError(f"{len(items)} {what} tables were given for {n} runs: pass one per run, in order")
+    return items
+
+
 def render_report(runs: RunDir | str | Sequence[RunDir | str], *, title: str | None = None, dpi: int = 90,
-                  prepared: Prepared | None = None, **figure_kwargs: Any) -> str:
+                  prepared: Prepared | None = None, uncertainty: Any = None, robustness: Any = None,
+                  **figure_kwargs: Any) -> str:
     """The report of ``runs`` as one HTML string.
 
     ``figure_kwargs`` go to :func:`infoflow.plots.make_figures` (estimator, setting, labels, ...);
     ``prepared``: ``{str(run.path): (figures, skipped)}`` already drawn (e.g. by ``finish_run``).
+
+    ``uncertainty``: the uncertainty table(s) of the "Estimate quality" section (a
+    ``*.uncertainty.csv`` path or DataFrame; several runs: one entry per run); None, or a None
+    entry, uses the newest ``RUN/estimates/*.uncertainty.csv``. ``robustness``: likewise a
+    ``*.robustness.csv`` or ``*.robustness-summary.csv`` (the other file is found beside it) or a
+    verdicts DataFrame, for the "Robustness of the claims" section. A run without these tables
+    gets one line with the ``infoflow estimate`` command that writes them.
     """
     items = [runs] if isinstance(runs, (RunDir, str, os.PathLike)) else list(runs)
     if not items:
         raise InfoflowError("no runs given to the report")
     rs = [_open(r) for r in items]
+    uncs = _per_run(uncertainty, len(rs), "uncertainty")
+    robs = _per_run(robustness, len(rs), "robustness")
     names = [r.read_config().get("name") or r.path.name for r in rs]
     title = title or ("infoflow report: " + ", ".join(names[:4]) + (" ..." if len(names) > 4 else ""))
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
@@ -363,7 +395,7 @@ def render_report(runs: RunDir | str | Sequence[RunDir | str], *, title: str | N
     if len(rs) > 1:
         nav = '<a href="#comparison">all runs</a>' + nav
         body.append(_comparison_section(rs, dpi, figure_kwargs))
-    body += [_run_section(r, k, prepared, dpi, figure_kwargs) for k, r in enumerate(rs)]
+    body += [_run_section(r, k, prepared, dpi, figure_kwargs, uncs[k], robs[k]) for k, r in enumerate(rs)]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
