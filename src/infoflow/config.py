@@ -84,7 +84,7 @@ class MIConfig:
     renyi_alpha: float = 1.01  # alpha of the matrix-based Renyi estimator
     estimators: tuple[str, ...] = ("kde", "bin", "renyi")  # which estimators to run online
     widths: tuple[str, ...] = ("fixed",)  # kernel widths of KDE and Renyi: "fixed" (each noise_var, the paper's), "fixed:S2", "rel:F" (F x median pairwise squared distance), "silverman[:F]" (see docs/estimates.md)
-    memory_budget_gb: float = 3.0  # activations held at once while building distance matrices
+    memory_budget_gb: float = 4.0  # activations held at once while building distance matrices (paper scale, N = 605: 4 GiB gives one full pass plus a short one up to enc2)
     batch_size: int = 32  # probe forward batch size
     store_matrices: bool = True  # keep distance matrices in the run (needed by `infoflow estimate`)
 

@@ -9,9 +9,10 @@ Tier 1, float32 Gram (BLAS)
     centring removes the large common offsets that make ``|a|^2 + |b|^2 - 2 a.b`` cancel). The
     centred rows ``c_i`` are formed one block of ``K`` columns at a time (``K`` = 8192 or less,
     so no centred copy of the whole matrix is ever held); each block's Gram ``C C^T`` is a
-    float32 BLAS product (``torch.mm``: MKL on CPU, cuBLAS on CUDA; ``backend="numpy"`` uses
-    numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk``: about 1.4x faster single-threaded here,
-    but several times slower than torch when the 2 cores are oversubscribed), and block results
+    float32 BLAS product: on CPU numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` (half the
+    flops of a general product; its threads are capped at ``torch.get_num_threads()`` while it
+    runs, so it follows the run's thread setting), on CUDA ``torch.mm`` (cuBLAS); ``backend=
+    "torch"`` forces ``torch.mm`` (MKL) on CPU too, about 2x slower there), and block results
     are summed in float64 by pairwise (tree) summation. The squared norms ``n_i = |c_i|^2`` are
     float64 sums of the exact float64 products of the float32 ``c``, and
     ``d~ = n_i + n_j - 2 G_ij``.
@@ -84,7 +85,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
 import numpy as np
@@ -157,6 +158,15 @@ def _full_precision_matmul() -> Iterator[None]:
     finally:
         if prev != "highest":
             torch.set_float32_matmul_precision(prev)
+
+
+@contextmanager
+def _blas_threads() -> Iterator[None]:
+    """numpy's BLAS limited to torch's thread count (oversubscribed OpenBLAS threads crawl)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+        yield
 
 
 def _block_cols(n_rows: int, cap: int) -> int:
@@ -259,21 +269,22 @@ class _Centered:
         One pass over the columns."""
         norms, grams = _TreeSum(), _TreeSum()
         use_torch_mm = backend != "numpy" or not self.cpu
-        for c in self.blocks():
-            if self.cpu:
-                norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
-            else:
-                c64 = c.to(torch.float64) if c.dtype != torch.float64 else c.clone()
-                c64.mul_(c64)
-                norms.add(c64.sum(dim=1))
-            if not gram:
-                continue
-            if not use_torch_mm:
-                grams.add((c @ c.T).astype(np.float64, copy=False))  # numpy runs a @ a.T as syrk
-            else:
-                ct = torch.from_numpy(c) if self.cpu else c
-                g_blk = torch.mm(ct, ct.T).to(torch.float64)
-                grams.add(g_blk.numpy() if self.cpu else g_blk)
+        with _blas_threads() if (self.cpu and gram and not use_torch_mm) else nullcontext():
+            for c in self.blocks():
+                if self.cpu:
+                    norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
+                else:
+                    c64 = c.to(torch.float64) if c.dtype != torch.float64 else c.clone()
+                    c64.mul_(c64)
+                    norms.add(c64.sum(dim=1))
+                if not gram:
+                    continue
+                if not use_torch_mm:
+                    grams.add((c @ c.T).astype(np.float64, copy=False))  # numpy runs a @ a.T as syrk
+                else:
+                    ct = torch.from_numpy(c) if self.cpu else c
+                    g_blk = torch.mm(ct, ct.T).to(torch.float64)
+                    grams.add(g_blk.numpy() if self.cpu else g_blk)
         nrm = norms.total()
         nrm = nrm if self.cpu else nrm.cpu().numpy()
         # products exact for float32 c (else one rounding); a block sum of k terms; the tree
@@ -358,8 +369,8 @@ def pairwise_sq_dists(
     ``rtol``: relative accuracy of the other pairs (under the working error model);
     ``near_rtol``: relative accuracy, rigorous, of pairs that may be below ``near``;
     ``gram_error``: the working-model constant kappa of the float32 Gram;
-    ``backend``: Gram products by ``"torch"`` (= ``"auto"``) or ``"numpy"`` (OpenBLAS ``syrk``, CPU
-    only; faster single-threaded, but its threads degrade badly when the CPU is oversubscribed).
+    ``backend``: Gram products by ``"numpy"`` (OpenBLAS ``syrk``, CPU only, threads capped at
+    ``torch.get_num_threads()``) or ``"torch"`` (``torch.mm``); ``"auto"``: numpy on CPU, torch on CUDA.
     ``stats``: if a dict is given, it is filled with the number of pairs taken from each tier
     (``gram32``, ``gram64``, ``direct``) and whether tier 1 was skipped (``skipped_gram32``).
 
@@ -376,8 +387,10 @@ def pairwise_sq_dists(
     if backend not in ("auto", "numpy", "torch"):
         raise ProbeError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
     x = _as_rows(acts)
-    if backend == "numpy" and x.device.type != "cpu":
+    if backend in ("auto", "numpy") and x.device.type != "cpu":
         backend = "torch"
+    elif backend == "auto":
+        backend = "numpy"
     n, d = x.shape
     out = np.zeros((n, n))
     counts: dict[str, Any] = {"pairs": n * (n - 1) // 2, "gram32": 0, "gram64": 0, "direct": 0, "skipped_gram32": False}
