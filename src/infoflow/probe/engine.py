@@ -25,11 +25,10 @@ How it bounds memory
    binned-symbol ids are found (:func:`bin_symbol_ids`) and its buffer is freed.
 
 Binned symbols: for bin size b, a sample's symbol at a layer is the vector ``floor(m / b)`` of its
-float32 activations (the division in float32, b rounded to float32), as int32 (a vector outside
-the int32 range is hashed from its float32 values with a tag byte). Samples that are too far
+float32 activations (the division in float32, b rounded to float32). Samples that are too far
 apart in the distance matrix to share a symbol get ids of their own without any hashing; the
-others' symbols are hashed with BLAKE2b (16-byte digest). Ids are dense, 0, 1, ... in order of
-first appearance over the samples. Equal ids mean equal symbols (up to a 2^-128-scale collision
+others' symbols (the integral float32 values) are hashed with SHA-256. Ids are dense, 0, 1, ... in order of
+first appearance over the samples. Equal ids mean equal symbols (up to a 2^-256-scale collision
 chance).
 
 Cost (measured): the paper's U-Net (1.52 GFLOP forward per 128 x 128 sample), untrained, 605
@@ -143,26 +142,17 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _symbol_digests(vals: torch.Tensor, b32: torch.Tensor) -> list[bytes]:
-    """BLAKE2b-128 digests of the rows of floor(vals / b) (vals float32 and finite, (B, D))."""
+    """SHA-256 digests of the rows of floor(vals / b) (vals float32 and finite, (B, D)).
+
+    The symbols are hashed as the integral float32 values themselves (-0.0 made +0.0), so two
+    rows get the same digest exactly when their symbols are equal, at any magnitude (no int32
+    range). SHA-256 runs at ~1.9 GB/s here (CPU SHA extensions), twice BLAKE2b.
+    """
     q = vals / b32  # float32 division, then floor, as the binning estimator defines it
     q.floor_()
-    lim = float(2**31)
-    lo, hi = torch.aminmax(q, dim=1)
-    in_range = ((lo >= -lim) & (hi < lim)).cpu().numpy()  # False also for rows holding +-inf
-    qi = (q if in_range.all() else torch.where(_rows_mask(in_range, q), q, torch.zeros_like(q))).to(torch.int32)
-    qi = qi.cpu().numpy()
-    out = []
-    for r in range(q.shape[0]):
-        if in_range[r]:
-            out.append(hashlib.blake2b(memoryview(qi[r]), digest_size=16).digest())
-        else:  # outside int32: hash the (integral) float32 values, -0.0 made +0.0, tagged
-            row = (q[r] + 0.0).cpu().numpy()
-            out.append(hashlib.blake2b(b"\x01" + row.tobytes(), digest_size=16).digest())
-    return out
-
-
-def _rows_mask(in_range: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(in_range, device=like.device)[:, None]
+    q.add_(0.0)  # -0.0 -> +0.0
+    rows = q.cpu().numpy()
+    return [hashlib.sha256(memoryview(rows[r])).digest() for r in range(rows.shape[0])]
 
 
 def _dense_ids(keys: Sequence[Any]) -> np.ndarray:
@@ -179,8 +169,8 @@ def bin_symbol_ids(acts: Any, dist: np.ndarray, bin_size: float, *, absmax: floa
     skip work: two rows can share a symbol only if every coordinate differs by less than about b,
     i.e. ``dist < D b'^2`` with ``b' = b (1 + 2^-22 (max|a| / b + 2))`` (the float32 division's
     rounding; the threshold gets a further 0.1% for the distances' relative error, 1e-5). Rows
-    with no such partner get ids of their own; only the others are hashed (BLAKE2b-128 of their
-    int32 symbols). After training, distances are large and almost nothing is hashed; for an
+    with no such partner get ids of their own; only the others are hashed (SHA-256 of their
+    float32 symbols). After training, distances are large and almost nothing is hashed; for an
     untrained network every row may be.
     ``absmax``: max |a| over ``acts`` if known (else computed).
     """
