@@ -131,3 +131,21 @@ def test_with_the_projects_claim_checks():
     assert all(h in (True, False, None) for h in v["holds"])
     assert v.loc[v.claim == "4", "holds"].isna().all()  # no Dice curves: claim 4 undecided
     assert len(summarize_robustness(v)) == len(set(v["claim"]))
+
+
+def test_estimate_cli_takes_the_reproductions_thresholds(tmp_path):
+    """Runs of a reproduction (reproduce.json beside them): the claims use its profile's thresholds."""
+    import json
+
+    from infoflow.cli.estimate_cmd import _reproduction_thresholds
+    from infoflow.errors import ConfigError
+
+    run = make_fake_run(tmp_path / "repro" / "model1_seed0")
+    assert _reproduction_thresholds([run]) is None
+    (tmp_path / "repro" / "reproduce.json").write_text(json.dumps({"profile": "cpu", "thresholds": {"dice_tol": 0.05}}))
+    th, source = _reproduction_thresholds([run])
+    assert source == (tmp_path / "repro" / "reproduce.json").resolve()
+    assert th.early_epochs == 5 and th.dice_tol == 0.05  # cpu profile's early epochs, the recorded override
+    (tmp_path / "repro" / "reproduce.json").write_text("{}")
+    with pytest.raises(ConfigError, match="reproduce.json"):
+        _reproduction_thresholds([run])

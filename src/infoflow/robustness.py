@@ -181,7 +181,7 @@ def summarize_robustness(table: pd.DataFrame) -> pd.DataFrame:
         undecided = "; ".join(parts["undecided"])
         sentence = f"claim {claim} "
         if holds_for and not fails_for:
-            sentence += f"holds for every setting tried ({holds_for})"
+            sentence += f"holds for every setting {'decided' if undecided else 'tried'} ({holds_for})"
         elif holds_for:
             sentence += f"holds for {' and for '.join(parts['holds'])}; fails for {' and for '.join(parts['fails'])}"
         elif fails_for:

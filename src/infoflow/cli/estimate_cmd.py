@@ -173,7 +173,12 @@ def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str])
     from ..runs import atomic_path
 
     runs = None if not claims_runs else [RunDir.open(p.strip()) for p in claims_runs.split(",") if p.strip()]
-    verdicts = claims_by_setting(table, claims_evaluator(runs), estimator="kde_upper")
+    kwargs = {}
+    th = _reproduction_thresholds([run] + (runs or []))
+    if th is not None:
+        kwargs["thresholds"], source = th
+        typer.echo(f"claim thresholds of the reproduction in {source}")
+    verdicts = claims_by_setting(table, claims_evaluator(runs, **kwargs), estimator="kde_upper")
     summary = summarize_robustness(verdicts)
     for frame, suffix in ((verdicts, "robustness"), (summary, "robustness-summary")):
         with atomic_path(_sibling(out, suffix)) as tmp:
@@ -181,3 +186,22 @@ def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str])
     for sentence in summary["statement"]:
         typer.echo(sentence)
     run.log(f"estimate: claim robustness -> {_sibling(out, 'robustness')}")
+
+
+def _reproduction_thresholds(runs: list[RunDir]):
+    """The claim thresholds of the reproduction the runs belong to (its reproduce.json: profile
+    and --threshold overrides), as ``(ClaimThresholds, path)``; None for runs of no reproduction."""
+    import json
+
+    from ..experiments.profiles import get_profile
+    from ..experiments.reproduce import thresholds_for
+
+    for r in runs:
+        manifest = r.path.resolve().parent / "reproduce.json"
+        if manifest.is_file():
+            try:
+                info = json.loads(manifest.read_text(encoding="utf-8"))
+                return thresholds_for(get_profile(info["profile"]), info.get("thresholds") or {}), manifest
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"{manifest}: not a reproduction manifest ({exc})") from None
+    return None
