@@ -31,12 +31,15 @@ others' symbols (the integral float32 values) are hashed with SHA-256. Ids are d
 first appearance over the samples. Equal ids mean equal symbols (up to a 2^-256-scale collision
 chance).
 
-Cost (measured): the paper's U-Net (1.52 GFLOP forward per 128 x 128 sample), untrained, 605
-DSB images, all 23 layers, budget 3 GiB, bin size 0.1, on this project's 2-core CPU shared with
-other jobs: 134 s; 2 passes (all layers need 6.07 GB at N = 605; the first pass stops at up3),
-peak 3,063 MiB held; forward 61 s, hashing 24 s, distances 47 s (every layer took the float64
-path: untrained activations lie within ``near`` of each other). ``ProbeResult.timings`` has the
-breakdown of each call.
+Cost (measured with ``bench/bench_mi.py``, 2-core CPU, quiet): the paper's U-Net (1.52 GFLOP
+forward per 128 x 128 sample), 605 DSB images, all 23 layers (6.07 GB of float32 activations),
+budget 4 GiB (2 passes: enc1-enc2, then all the rest; peak RSS 5.2 GB), bin size 0.1, K-means
+classes: untrained 47.7 s (forward and copies 21.2, distances 18.9, bin ids 6.6), after 40 Adam
+steps 58.3 s (19.3, 32.0, 5.8). The distances are float64 Grams for most layers: the images'
+activations are strongly correlated even after centring, so float32 products cannot vouch for
+most pairs to 1e-5, and many pairs lie within ``near`` (the same holds for the reproduction's
+Model 1 after 150 epochs at S = 64: 21 of 23 layers). ``ProbeResult.timings`` has the breakdown
+of each call.
 """
 
 from __future__ import annotations
