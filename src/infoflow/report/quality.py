@@ -356,6 +356,16 @@ def compute_quality(run: RunDir | str | os.PathLike, *, widths: Sequence[str] = 
 
 
 # -- the two sections of one run -------------------------------------------------------------------
+
+def _shown(title: str, where: str, explicit: bool, render) -> str:
+    """``render()``, or (for a table the report found itself) a note that it could not be shown."""
+    try:
+        return render()
+    except InfoflowError as exc:
+        if explicit:
+            raise
+        return f'<p class="skip">{title}: {_e(where)} not shown ({_e(exc)}).</p>'
+
 def quality_sections(run: RunDir, k: int, *, uncertainty: Any = None, robustness: Any = None, dpi: int = 90,
                      estimator: str | None = None, labels: str | None = None) -> str:
     """Both sections of ``run`` (the ``k``-th of the report). ``uncertainty``: a path or table
@@ -370,12 +380,8 @@ def quality_sections(run: RunDir, k: int, *, uncertainty: Any = None, robustness
     src = uncertainty if explicit else find_uncertainty(run)
     if src is not None:
         where = "the given table" if isinstance(src, pd.DataFrame) else str(src)
-        try:
-            parts.append(quality_html(run, src, source=where, k=k, dpi=dpi, estimator=estimator, labels=labels))
-        except InfoflowError as exc:
-            if explicit:
-                raise
-            parts.append(f'<p class="skip">Estimate quality: {_e(where)} not shown ({_e(exc)}).</p>')
+        parts.append(_shown("Estimate quality", where, explicit, lambda: quality_html(
+            run, src, source=where, k=k, dpi=dpi, estimator=estimator, labels=labels)))
     elif has_matrices:
         missing.append("an uncertainty table (RUN/estimates/*.uncertainty.csv) for the section &ldquo;Estimate "
                        f"quality&rdquo;: <code>{_e(quality_command(run))}</code> (or <code>infoflow report ... "
@@ -389,13 +395,8 @@ def quality_sections(run: RunDir, k: int, *, uncertainty: Any = None, robustness
             raise RunError(f"{robustness}: no such robustness table")
         where = str(grid or summ) if (grid or summ) is not None else ""
     if grid is not None or summ is not None:
-        try:
-            v, s = read_robustness(grid, summ)
-            parts.append(robustness_html(v, s, source=where, k=k))
-        except InfoflowError as exc:
-            if explicit:
-                raise
-            parts.append(f'<p class="skip">Robustness of the claims: {_e(where)} not shown ({_e(exc)}).</p>')
+        parts.append(_shown("Robustness of the claims", where, explicit,
+                            lambda: robustness_html(*read_robustness(grid, summ), source=where, k=k)))
     elif has_matrices:
         missing.append("robustness tables (RUN/estimates/*.robustness.csv) for the section &ldquo;Robustness of the "
                        f"claims&rdquo;: <code>{_e(robustness_command(run))}</code> (add <code>--claims-runs "
