@@ -79,6 +79,28 @@ def test_offset_and_near_duplicates_at_full_size(offset_hard: np.ndarray) -> Non
     assert np.max(np.abs(naive[iu] - ref[iu]) / np.maximum(ref[iu], 1e-300)) > 0.5
 
 
+def test_tier2_rounds_and_direct_fallback(monkeypatch) -> None:
+    """A tight cluster of near duplicates inside a broad set: the first float64 Gram (norms of
+    the whole set) cannot vouch for the cluster's pairs; a second round, recentred on the
+    cluster, can. With one round they take the direct float64 sums. Exact either way."""
+    from infoflow.probe import distances
+
+    rng = np.random.default_rng(9)
+    n, d = 40, 20_000
+    a = (1000.0 + 5.0 * rng.standard_normal((n, d))).astype(np.float32)
+    a[30:] = a[29] + (1e-3 * rng.standard_normal((10, d))).astype(np.float32)  # 11 near duplicates
+    ref = exact(a)
+    direct = {}
+    for rounds in (1, 3):
+        monkeypatch.setattr(distances, "_TIER2_ROUNDS", rounds)
+        stats: dict = {}
+        # near above every distance: no float32 pair, the first float64 Gram spans all rows
+        check(pairwise_sq_dists(a, near=1e9, stats=stats), ref, near=1e9)
+        assert stats["gram32"] == 0 and stats["gram64"] + stats["direct"] == stats["pairs"]
+        direct[rounds] = stats["direct"]
+    assert direct[1] >= 55 and direct[3] == 0  # the cluster's 11 * 10 / 2 pairs
+
+
 def test_small_values_near_duplicates_and_float64_tiers() -> None:
     rng = np.random.default_rng(1)
     n, d = 30, 20_000

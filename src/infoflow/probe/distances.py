@@ -23,7 +23,10 @@ Tier 1, float32 Gram (BLAS)
 Tier 2, float64 Gram
     The pairs left are recomputed the same way in float64 (products and sums, blocks of
     ``K`` = 512 columns) over only the rows they involve, centred on those rows' float64 mean
-    (so a tight cluster of near duplicates gets small norms and tight bounds).
+    (so a tight cluster of near duplicates gets small norms and tight bounds). The pairs it cannot
+    vouch for get further rounds over only their rows, recentred (up to 3 rounds, while the rows
+    left are at most half of the previous round's): when the first round spans every row, a
+    group of near duplicates is resolved on its own mean instead of by direct sums.
 Tier 3, direct
     What tier 2 cannot vouch for is computed directly: ``sum_k (a_ik - a_jk)^2`` with the
     differences and the sum in float64 (for float32 input each difference is exact; the relative
@@ -109,6 +112,7 @@ _FORCE_TORCH = False  # tests: take the torch (CUDA) code path on CPU tensors
 _PILOT_MIN_N = 160  # below this many rows tier 1 always runs
 _PILOT_ROWS = 64  # rows of the pilot that decides whether tier 1 is worth running
 _MAX_K64 = 512  # columns per float64 Gram block (tight worst-case bound: ~(512 + 20) * 2^-53)
+_TIER2_ROUNDS = 3  # float64 Gram rounds, each over the rows still unresolved (if at most half)
 
 
 def near_for(noise_vars: Iterable[float], factor: float = NEAR_FACTOR) -> float:
@@ -436,15 +440,27 @@ def pairwise_sq_dists(
         counts["gram32"] = int(ok.sum())
         todo = np.flatnonzero(~ok)
         del d1, ni, nj
+    mu_all = cen.mu
     del cen
 
     # ---- tier 2: float64 Gram over the rows involved, worst-case bounds only -----------------
-    if len(todo):
+    # Repeated (at most _TIER2_ROUNDS times) while the rows left shrink to at most half: a tight
+    # group of near duplicates, centred on its own mean, gets small norms and tight bounds.
+    prev_rows = 2 * n  # the first round always runs
+    for _ in range(_TIER2_ROUNDS):
+        if not len(todo):
+            break
         rows = np.unique(np.concatenate([iu[todo], ju[todo]]))
+        if len(rows) > prev_rows // 2:
+            break
+        prev_rows = len(rows)
         local = np.full(n, -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
         sel = rows if len(rows) < n else None  # gathered per column block
-        cen = _Centered(x, torch.float64, _block_cols(len(rows), _MAX_K64), sel)
+        # all rows: the column mean of tier 1 (any common shift is exact; the bounds use the
+        # norms of the rows as centred)
+        cen = _Centered(x, torch.float64, _block_cols(len(rows), _MAX_K64), sel,
+                        mu=mu_all if sel is None else None)
         nrm2, g_norm2, g2, g_gram2 = cen.stats(backend)
         del cen
         li, lj = local[iu[todo]], local[ju[todo]]
@@ -457,7 +473,7 @@ def pairwise_sq_dists(
             tau[d2 < _near_threshold(aw, beta, near)] = near_rtol
         ok2 = d2 >= _rel_threshold(aw, beta, tau)
         vals[todo[ok2]] = d2[ok2]
-        counts["gram64"] = int(ok2.sum())
+        counts["gram64"] += int(ok2.sum())
         todo = todo[~ok2]
 
     # ---- tier 3: direct float64 sums ----------------------------------------------------------
