@@ -34,8 +34,8 @@ chance).
 Cost (measured with ``bench/bench_mi.py``, 2-core CPU, quiet): the paper's U-Net (1.52 GFLOP
 forward per 128 x 128 sample), 605 DSB images, all 23 layers (6.07 GB of float32 activations),
 budget 4 GiB (2 passes: enc1-enc2, then all the rest; peak RSS 5.2 GB), bin size 0.1, K-means
-classes: untrained 47.7 s (forward and copies 21.2, distances 18.9, bin ids 6.6), after 40 Adam
-steps 58.3 s (19.3, 32.0, 5.8). The distances are float64 Grams for most layers: the images'
+classes: untrained 45.7 s (forward and copies 20.4, distances 17.7, bin ids 6.7), after 40 Adam
+steps 52.2 s (18.4, 27.1, 5.5). The distances are float64 Grams for most layers: the images'
 activations are strongly correlated even after centring, so float32 products cannot vouch for
 most pairs to 1e-5, and many pairs lie within ``near`` (the same holds for the reproduction's
 Model 1 after 150 epochs at S = 64: 21 of 23 layers). ``ProbeResult.timings`` has the breakdown
