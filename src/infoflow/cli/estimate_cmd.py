@@ -117,24 +117,19 @@ def estimate_command(
         _write_robustness(run, table, out, claims_runs)
 
 
-def _sibling(out: Path, suffix: str) -> Path:
-    from ..uncertainty import sibling_path
-
-    return sibling_path(out, suffix)
-
-
 def _write_widths(run: RunDir, mi, epochs, out: Path) -> None:
     """The kernel variance each width resolved to, per epoch and layer (<out>.widths.csv)."""
     import pandas as pd
 
     from ..estimators.widths import resolved_widths
     from ..runs import atomic_path
+    from ..uncertainty import sibling_path
 
     frames = []
     for e in (epochs if epochs is not None else run.matrix_epochs()):
         m = run.load_matrices(e)
         frames.append(resolved_widths(m.dist, names=m.names, widths=mi.widths, noise_vars=mi.noise_var, epoch=e))
-    target = _sibling(out, "widths")
+    target = sibling_path(out, "widths")
     with atomic_path(target) as tmp:
         pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
     typer.echo(f"kernel widths per epoch and layer -> {target}")
@@ -154,23 +149,23 @@ def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, r
         except ValueError:
             raise ConfigError(f"--unc-layers takes comma-separated integers, got {layers!r}") from None
     t0 = time.perf_counter()
-    summary, _, _, _ = write_uncertainty(run, out, mi, estimators=estimators, epochs=epochs, layers=lay,
+    summary, _, unc_path, subs_path = write_uncertainty(run, out, mi, estimators=estimators, epochs=epochs, layers=lay,
                                          fractions=fr, repeats=repeats, permutations=permutations, level=level,
                                          seed=seed, progress=not quiet)
     seconds = time.perf_counter() - t0
     y = summary[summary["quantity"] == "I_YM"]
     n_chance = int((y["p_value"] > 1 - level).sum()) if len(y) and permutations > 0 else 0
-    typer.echo(f"uncertainty of {len(summary)} estimates in {seconds:.1f} s -> {_sibling(out, 'uncertainty')}, "
-               f"{_sibling(out, 'subsamples')}")
+    typer.echo(f"uncertainty of {len(summary)} estimates in {seconds:.1f} s -> {unc_path}, {subs_path}")
     if n_chance:
         typer.secho(f"note: {n_chance} of {len(y)} I(Y;M) estimates are not above their label-permutation "
                     f"baseline (p > {1 - level:g})", fg=typer.colors.YELLOW, err=True)
-    run.log(f"estimate: uncertainty -> {_sibling(out, 'uncertainty')} ({len(summary)} rows)")
+    run.log(f"estimate: uncertainty -> {unc_path} ({len(summary)} rows)")
 
 
 def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str]) -> None:
     from ..robustness import claims_by_setting, claims_evaluator, summarize_robustness
     from ..runs import atomic_path
+    from ..uncertainty import sibling_path
 
     runs = None if not claims_runs else [RunDir.open(p.strip()) for p in claims_runs.split(",") if p.strip()]
     kwargs = {}
@@ -181,11 +176,11 @@ def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str])
     verdicts = claims_by_setting(table, claims_evaluator(runs, **kwargs), estimator="kde_upper")
     summary = summarize_robustness(verdicts)
     for frame, suffix in ((verdicts, "robustness"), (summary, "robustness-summary")):
-        with atomic_path(_sibling(out, suffix)) as tmp:
+        with atomic_path(sibling_path(out, suffix)) as tmp:
             frame.to_csv(tmp, index=False)
     for sentence in summary["statement"]:
         typer.echo(sentence)
-    run.log(f"estimate: claim robustness -> {_sibling(out, 'robustness')}")
+    run.log(f"estimate: claim robustness -> {sibling_path(out, 'robustness')}")
 
 
 def _reproduction_thresholds(runs: list[RunDir]):

@@ -154,8 +154,9 @@ def _expand_estimators(estimators: Sequence[str]) -> list[str]:
     return [e for e in ESTIMATORS if e in wanted]
 
 
-def _near(value: float, ceiling: float) -> bool:
-    return bool(math.isfinite(value) and value >= (1.0 - CEILING_TOL) * ceiling - 1e-12)
+def near_ceiling(value: float, ceiling: float) -> bool:
+    """``at_ceiling``: ``value`` within :data:`CEILING_TOL` (1%) of a finite ``ceiling``."""
+    return bool(math.isfinite(value) and math.isfinite(ceiling) and value >= (1.0 - CEILING_TOL) * ceiling - 1e-12)
 
 
 def estimate_layers(
@@ -292,10 +293,10 @@ def estimate_layers(
                     base = kde_mi(d, None, noise_var=s2, dim=dim, bound=bound)
                     emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, False)
                     emit(li, est, st, NO_LABELS, "H_M_given_X", base.h_m_given_x, nan, False)
-                    emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, _near(base.i_xm, log2n))
+                    emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, near_ceiling(base.i_xm, log2n))
                     for lname, y, h_y in labs:
                         r = kde_mi(d, y, noise_var=s2, dim=dim, bound=bound)
-                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, _near(r.i_ym, h_y))
+                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, near_ceiling(r.i_ym, h_y))
                         emit(li, est, st, lname, "H_M_given_Y", r.h_m_given_y, h_y, False)
             elif est == "bin":
                 for b, c in codes:
@@ -305,7 +306,7 @@ def estimate_layers(
                     emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, base.saturated)
                     for lname, y, h_y in labs:
                         r = binning_mi(c[li], y)
-                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, _near(r.i_ym, h_y))
+                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, near_ceiling(r.i_ym, h_y))
                         emit(li, est, st, lname, "H_M_given_Y", r.h_m - r.i_ym, h_y, False)
             elif est == "renyi":
                 for rw, (a_x, h_x) in zip(renyi_widths, renyi_x):
@@ -314,10 +315,10 @@ def estimate_layers(
                     base = _renyi_from_grams(a_m, alpha=alpha, a_x=a_x, h_x=h_x)
                     emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, False)
                     if a_x is not None:
-                        emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, _near(base.i_xm, log2n))
+                        emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, near_ceiling(base.i_xm, log2n))
                     for lname, y, h_y in labs:
                         r = _renyi_from_grams(a_m, alpha=alpha, y=y, h_m=base.h_m)
-                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, _near(r.i_ym, renyi_hy[lname]))
+                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, near_ceiling(r.i_ym, renyi_hy[lname]))
 
     frame = pd.DataFrame(rows)
     return frame.astype(_DTYPES) if len(frame) else empty_frame()

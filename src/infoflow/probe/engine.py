@@ -45,8 +45,8 @@ of each call.
 from __future__ import annotations
 
 import hashlib
-import sys
 import math
+import sys
 import time
 import warnings
 import weakref
@@ -86,7 +86,7 @@ class ProbeResult:
     groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
     flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer (0s: one pass, not counted)
     dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run, forward (incl. hash), hash, distances, input
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run (incl. any FLOP count), forward (incl. copies), hash (bin ids), distances, input
 
 
 def plan_groups(sizes: Sequence[int], costs: Sequence[float], budget: int) -> list[tuple[int, int]]:

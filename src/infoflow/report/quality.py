@@ -16,7 +16,6 @@ table (``infoflow report --quality``).
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 import os
 import shlex
@@ -24,11 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..errors import InfoflowError, RunError
+from ..estimators.table import near_ceiling
 from ..runs import RunDir
+from .html import _e
 
 __all__ = [
     "QUALITY_WIDTHS", "QUALITY_REPEATS", "QUALITY_PERMUTATIONS", "find_uncertainty", "find_robustness",
@@ -48,10 +48,6 @@ QUALITY_ESTIMATOR = "kde_upper"
 _KIND_ORDER = {"fixed": 0, "rel": 1, "silverman": 2}
 MARK_CEILING = "&#9650;"  # the estimates table's mark too
 MARK_CHANCE = "&#9675;"
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
 
 
 def _f(x: Any) -> str:
@@ -133,12 +129,6 @@ def read_robustness(verdicts: Any = None, summary: Any = None) -> tuple[pd.DataF
 
 
 # -- the quality table ---------------------------------------------------------------------------
-def _at_ceiling(value: float, ceiling: float) -> bool:
-    from ..estimators.table import CEILING_TOL
-
-    return bool(np.isfinite(value) and np.isfinite(ceiling) and value >= (1.0 - CEILING_TOL) * ceiling - 1e-12)
-
-
 def quality_rows(unc: Any, *, epoch: int | None = None, estimator: str | None = None,
                  labels: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The per-layer quality table of one epoch: one row per (setting, layer) with ``I_XM``,
@@ -160,7 +150,7 @@ def quality_rows(unc: Any, *, epoch: int | None = None, estimator: str | None = 
     for st in settings:
         ci = _data.interval_table(rows, _data.Selection(est, st, lab)).assign(setting=st)
         for q in ("I_XM", "I_YM"):
-            ci[f"{q}_at_ceiling"] = [_at_ceiling(v, c) for v, c in zip(ci[q], ci[f"{q}_ceiling"])]
+            ci[f"{q}_at_ceiling"] = [near_ceiling(float(v), float(c)) for v, c in zip(ci[q], ci[f"{q}_ceiling"])]
         ci["chance"] = (ci["p_value"] > 1.0 - ci["level"]).fillna(False).astype(bool)
         parts.append(ci)
     out = pd.concat(parts, ignore_index=True)
