@@ -232,3 +232,73 @@ def test_torch_code_path(monkeypatch: pytest.MonkeyPatch) -> None:
     stats = {}
     check(pairwise_sq_dists(torch.from_numpy(b), stats=stats), exact(b))
     assert stats["skipped_gram32"]
+
+
+def test_row_blocks_and_constant_columns() -> None:
+    """Row blocks (the probe's per-batch outputs) give the same matrix as one array, bit for bit;
+    columns equal in every row (dead units) are skipped and change nothing."""
+    from infoflow.probe import distances
+
+    rng = np.random.default_rng(10)
+    n, d = 170, 3_000
+    a = (0.3 * rng.standard_normal((n, d))).astype(np.float32)  # every pair near: float64 tiers
+    a[:, 100:1100] = np.float32(0.7)  # 1000 constant columns
+    a[:, 2000:2050] = 0.0
+    a[3] = a[4]
+    a[5] = a[4]
+    a[5, 2500] += np.float32(1e-4)
+    stats: dict = {}
+    whole = pairwise_sq_dists(a, stats=stats)
+    check(whole, exact(a))
+    assert stats["columns"] == d - 1050
+    blocks = [a[s : s + 32] for s in range(0, n, 32)]
+    np.testing.assert_array_equal(pairwise_sq_dists(blocks), whole)
+    np.testing.assert_array_equal(pairwise_sq_dists([torch.from_numpy(b) for b in blocks]), whole)
+    rb = distances.RowBlocks(blocks).varying()
+    assert rb.d == d - 1050 and rb.varying() is rb
+    np.testing.assert_array_equal(pairwise_sq_dists(rb), whole)
+    with pytest.raises(ProbeError, match="share D"):
+        pairwise_sq_dists([a[:10], a[10:20, :-1]])
+    with pytest.raises(ProbeError, match="no row blocks"):
+        pairwise_sq_dists([])
+
+
+def test_row_blocks_torch_code_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infoflow.probe import distances
+
+    monkeypatch.setattr(distances, "_FORCE_TORCH", True)
+    rng = np.random.default_rng(11)
+    a = (0.1 * rng.standard_normal((180, 2_000))).astype(np.float32)
+    a[:, :300] = 1.0
+    a[7] = a[8]
+    a[9] = a[8]
+    a[9, 1000:1010] += np.float32(1e-4)
+    stats: dict = {}
+    got = pairwise_sq_dists([torch.from_numpy(a[s : s + 50]) for s in range(0, 180, 50)], stats=stats)
+    check(got, exact(a))
+    assert stats["columns"] == 1_700 and stats["skipped_gram32"]
+
+
+def test_tier2_rounds_recentre_each_group_of_near_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two separate tight groups inside a broad set: the second round centres each group on its own
+    mean with a Gram of its own rows only (11 and 9 rows, not 20), and every pair is exact."""
+    from infoflow.probe import distances
+
+    rng = np.random.default_rng(12)
+    n, d = 60, 20_000
+    a = (1000.0 + 5.0 * rng.standard_normal((n, d))).astype(np.float32)
+    a[30:41] = a[29] + (1e-3 * rng.standard_normal((11, d))).astype(np.float32)  # group of 12
+    a[50:59] = a[49] + (1e-3 * rng.standard_normal((9, d))).astype(np.float32)  # group of 10
+    sizes: list[int] = []
+    real = distances._Centered.__init__
+
+    def spy(self, x, dtype, k, rows, mu):
+        if dtype == torch.float64:
+            sizes.append(x.n if rows is None else len(rows))
+        real(self, x, dtype, k, rows, mu)
+
+    monkeypatch.setattr(distances._Centered, "__init__", spy)
+    stats: dict = {}
+    check(pairwise_sq_dists(a, near=1e9, stats=stats), exact(a), near=1e9)
+    assert stats["direct"] == 0 and stats["gram32"] == 0
+    assert sizes[0] == n and sorted(sizes[1:]) == [10, 12]

@@ -307,9 +307,112 @@ def test_bin_symbol_ids_against_direct_codes(case: str, monkeypatch: pytest.Monk
     hashed: list[int] = []
     real = engine._symbol_digests
     monkeypatch.setattr(engine, "_symbol_digests", lambda v, b32: hashed.append(len(v)) or real(v, b32))
-    ids = engine.bin_symbol_ids(a, pairwise_sq_dists(a), b, batch_size=8)
+    ids = engine.bin_symbol_ids(a, pairwise_sq_dists(a), b)
     np.testing.assert_array_equal(ids, direct_codes(a, b))
     if case == "far":
         assert sum(hashed) == 0  # no pair can share a symbol: nothing hashed
     if case == "all_equal":
         assert ids.tolist() == [0] * n
+
+
+class InplaceNet(nn.Module):
+    """Probe layers whose outputs the network overwrites afterwards: a conv followed by an in-place
+    ReLU, and a BatchNorm followed by an in-place add; plus a channels_last conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.bn = nn.BatchNorm2d(4)
+        self.last = nn.Conv2d(4, 2, 1).to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.act(self.conv(x))  # conv's output is changed in place
+        b = self.bn(c)
+        b += 1.0  # bn's output too
+        return self.last(b.contiguous(memory_format=torch.channels_last))
+
+
+def test_outputs_changed_in_place_are_copied(images: np.ndarray) -> None:
+    """The probe keeps layer outputs without copying them, unless the network changes them in
+    place later: then the layer's value at its hook is what counts (as a copy would have it)."""
+    torch.manual_seed(1)
+    net = InplaceNet().eval()
+    names = ["conv", "bn", "last"]
+    ref: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    hooks = [getattr(net, n).register_forward_hook(lambda _m, _i, o, n=n: ref[n].append(o.detach().clone()))
+             for n in names]
+    with torch.no_grad():
+        for s in range(0, N, BS):
+            net(torch.from_numpy(images[s : s + BS]))
+    for h in hooks:
+        h.remove()
+    res = probe_layers(net, images, names, batch_size=BS, memory_budget_bytes=10**9, bin_sizes=(0.25,),
+                       include_input=False)
+    for li, name in enumerate(names):
+        a = torch.cat(ref[name]).reshape(N, -1).numpy()
+        assert_rel(res.dist[li], exact(a))
+        np.testing.assert_array_equal(res.codes[0.25][li], direct_codes(a, 0.25))
+    assert (res.dist[0] > 0).any() and (res.dist[1] > 0).any()
+
+
+class ReusedBuffer(nn.Module):
+    """A module that writes every output into the same buffer (earlier batches' values are lost)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.buf is None or self.buf.shape != x.shape:
+            self.buf = torch.empty_like(x)
+        return torch.mul(x, 2.0, out=self.buf)
+
+
+def test_module_reusing_its_output_buffer_is_an_error(images: np.ndarray) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), ReusedBuffer())
+    with pytest.raises(ProbeError, match="1.*changed in place by later ones"):
+        probe_layers(net, images, ["1"], batch_size=8, memory_budget_bytes=10**9, include_input=False)
+    assert not net[1]._forward_hooks
+
+
+def test_channels_last_outputs_kept_without_copies(images: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channels_last output is flattened in memory order (a view): same distances and symbols."""
+    from infoflow.probe import engine
+
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    net_cl = nn.Sequential(conv).to(memory_format=torch.channels_last)
+    x = torch.from_numpy(images).contiguous(memory_format=torch.channels_last)
+    clones: list[int] = []
+    real = torch.Tensor.clone
+    monkeypatch.setattr(torch.Tensor, "clone", lambda t, *a, **k: clones.append(1) or real(t, *a, **k))
+    res = probe_layers(net_cl, x, ["0"], batch_size=BS, memory_budget_bytes=10**9, bin_sizes=(0.1,),
+                       include_input=False)
+    monkeypatch.undo()
+    assert not clones
+    with torch.no_grad():
+        a = conv(torch.from_numpy(images)).reshape(N, -1).numpy()
+    assert_rel(res.dist[0], exact(a))
+    np.testing.assert_array_equal(res.codes[0.1][0], direct_codes(a, 0.1))
+    assert engine._storage_order(conv(x[:2])) == (2, 3, 1)
+
+
+def test_bin_symbol_ids_read_only_columns_that_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Columns whose min and max share a bin cannot tell rows apart: only the others are hashed,
+    and rows told apart early are not read again."""
+    from infoflow.probe import engine, pairwise_sq_dists
+
+    rng = np.random.default_rng(3)
+    n, d, b = 50, 5_000, 0.1
+    a = (0.01 + 0.08 * rng.uniform(size=(n, d))).astype(np.float32)  # all in bin 0
+    a[:, 7] = rng.choice([0.05, 0.15, 0.25], size=n)  # splits rows into three groups
+    a[:, 4000] = np.where(np.arange(n) < 3, 0.15, 0.05)  # splits the first three off
+    widths: list[tuple[int, int]] = []
+    real = engine._symbol_digests
+    monkeypatch.setattr(engine, "_symbol_digests",
+                        lambda v, bs: widths.append(tuple(v.shape)) or real(v, bs))
+    ids = engine.bin_symbol_ids(a, pairwise_sq_dists(a), b)
+    np.testing.assert_array_equal(ids, direct_codes(a, b))
+    assert widths and all(w == 2 for _, w in widths)  # 2 of 5,000 columns read
+    assert len(set(ids.tolist())) <= 6

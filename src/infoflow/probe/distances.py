@@ -2,31 +2,37 @@ r"""Squared Euclidean distance matrices of activations, accurate where the kerne
 
 :func:`pairwise_sq_dists` returns ``d[i, j] = |a_i - a_j|^2`` (float64, exactly symmetric, zero
 diagonal, never negative) for N rows of dimension D (D reaches 262,144 for the U-Net's top
-layers). It runs in three tiers; each pair is taken from the first tier that can vouch for it.
+layers). The rows may come as one (N, D) array or as consecutive row blocks (:class:`RowBlocks`:
+the probe keeps each batch's layer output as the network produced it and never concatenates
+them); every pass reads one block of columns at a time. Columns whose value is the same in every
+row (ReLU units dead on the whole probe set: 28-34% of the paper U-Net's columns on DSB images)
+add exactly 0 to every distance and are skipped after one min/max pass. Then three tiers; each
+pair is taken from the first tier that can vouch for it.
 
 Tier 1, float32 Gram (BLAS)
-    The rows are centred on their column mean (distances do not change under a common shift, and
-    centring removes the large common offsets that make ``|a|^2 + |b|^2 - 2 a.b`` cancel). The
-    centred rows ``c_i`` are formed one block of ``K`` columns at a time (``K`` = 8192 or less,
-    so no centred copy of the whole matrix is ever held); each block's Gram ``C C^T`` is a
-    float32 BLAS product: on CPU numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` (half the
-    flops of a general product; its threads are capped at ``torch.get_num_threads()`` while it
-    runs, so it follows the run's thread setting), on CUDA ``torch.mm`` (cuBLAS); ``backend=
-    "torch"`` forces ``torch.mm`` (MKL) on CPU too, about 2x slower there), and block results
-    are summed in float64 by pairwise (tree) summation. The squared norms ``n_i = |c_i|^2`` are
-    float64 sums of the exact float64 products of the float32 ``c``, and
-    ``d~ = n_i + n_j - 2 G_ij``.
-    A pilot runs tier 1 on 64 fixed random rows first (when N >= 160); if every row can be
-    expected to have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly every
-    row anyway and tier 1 is skipped. (Activations of an untrained net, whose distances are all
-    below ``near``, and strongly correlated real images take that path.)
+    The rows are shifted by a common vector, the float64 mean of 64 fixed random rows (of all
+    rows when N < 160): distances do not change under a common shift, and the shift removes the
+    large common offsets that make ``|a|^2 + |b|^2 - 2 a.b`` cancel. The shifted rows ``c_i`` are
+    formed one block of ``K`` columns at a time (``K`` = 8192 or less, so no shifted copy of the
+    whole matrix is ever held); each block's Gram ``C C^T`` is a float32 BLAS product: on CPU
+    numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` (half the flops of a general product;
+    its threads are capped at ``torch.get_num_threads()`` while it runs, so it follows the run's
+    thread setting), on CUDA ``torch.mm`` (cuBLAS); ``backend="torch"`` forces ``torch.mm``
+    (MKL) on CPU too, about 2x slower there), and block results are summed in float64 by pairwise
+    (tree) summation. The squared norms ``n_i = |c_i|^2`` are float64 sums of the exact float64
+    products of the float32 ``c``, and ``d~ = n_i + n_j - 2 G_ij``.
+    A pilot runs tier 1 on the 64 rows first (when N >= 160); if every row can be expected to
+    have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly every row anyway and
+    tier 1 is skipped. (Activations of an untrained net, whose distances are all below ``near``,
+    and strongly correlated real images take that path.)
 Tier 2, float64 Gram
     The pairs left are recomputed the same way in float64 (products and sums, blocks of
-    ``K`` = 512 columns) over only the rows they involve, centred on those rows' float64 mean
-    (so a tight cluster of near duplicates gets small norms and tight bounds). The pairs it cannot
-    vouch for get further rounds over only their rows, recentred (up to 3 rounds, while the rows
-    left are at most half of the previous round's): when the first round spans every row, a
-    group of near duplicates is resolved on its own mean instead of by direct sums.
+    ``K`` = 2048 columns; the squared norms are the Gram's diagonal, with the same bound) over
+    only the rows they involve, shifted by those rows' float64 mean. The pairs it cannot vouch
+    for (distances tiny against the norms) get further rounds (up to 3 in all): they split into
+    connected groups of rows, and each group with at most half the rows of the group it came from
+    gets a Gram of its own rows, centred on its own mean; a tight cluster of near duplicates so
+    gets small norms and tight bounds, at the cost of its own size only.
 Tier 3, direct
     What tier 2 cannot vouch for is computed directly: ``sum_k (a_ik - a_jk)^2`` with the
     differences and the sum in float64 (for float32 input each difference is exact; the relative
@@ -45,8 +51,9 @@ float64), ``gamma_n = n u / (1 - n u)``, ``nu_i = sqrt(n_i)``.
   ``t <= 2 ceil(log2(D/K)) + 1`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
   Thm 3.1 and section 4.2, and Cauchy-Schwarz):
   ``|G~_ij - c_i.c_j| <= (gamma_K + gamma^64_t) nu_i nu_j``. In float32 at K = 8192 this is about
-  ``5e-4 nu_i nu_j``: rigorous but far from what BLAS achieves. In float64 at K = 512 it is
-  about ``6e-14 nu_i nu_j``. Norms: ``gamma^64_{K + 1 + t} n_i``.
+  ``5e-4 nu_i nu_j``: rigorous but far from what BLAS achieves. In float64 at K = 2048 it is
+  about ``2.3e-13 nu_i nu_j``. Norms: ``gamma^64_{K + 1 + t} n_i`` (tier 1), the Gram bound
+  ``(gamma_K + gamma^64_t) n_i`` (tier 2, the diagonal).
 * Gram entry, working model (tier 1 only): ``|G~_ij - c_i.c_j| <= kappa u nu_i nu_j`` with
   ``kappa = gram_error`` (default 16). Measured on this project's CPU (MKL via torch and OpenBLAS
   via numpy, 1 and 2 threads, K = 8192, D = 262,144, 19,900 pairs per case), the largest
@@ -63,8 +70,8 @@ with the *worst-case* ``alpha'_wc``, so every pair whose true distance is below 
 tier 2 or 3 whatever the BLAS did; and (ii) under the working model its relative error is at
 most ``rtol`` (this flags pairs with ``d < ~0.4 nu_i nu_j`` at the defaults). A tier-2 value is
 accepted only on the worst-case bound: with relative error at most ``near_rtol`` if it may be
-below ``near``, else ``rtol`` (at the defaults tier 2 keeps pairs with ``d >= ~5e-3 nu_i nu_j``
-resp. ``~5e-8 nu_i nu_j``). So every pair the kernels can see (``d < near``) is accurate to
+below ``near``, else ``rtol`` (at the defaults tier 2 keeps pairs with ``d >= ~1e-2 nu_i nu_j``
+resp. ``~1e-7 nu_i nu_j``). So every pair the kernels can see (``d < near``) is accurate to
 ``near_rtol`` (default 1e-10) rigorously, and every other pair to ``rtol`` (default 1e-5): under
 the working model when it came from tier 1 (rigorously to ~``1e-3 nu_i nu_j / d`` there),
 rigorously when it came from tier 2 or 3.
@@ -74,20 +81,20 @@ rigorously when it came from tier 2 or 3.
 :func:`near_for` computes it. The default, :data:`DEFAULT_NEAR` = 400, covers both the code's
 ``s2 = 0.2`` and the paper text's ``s2 = 1``.
 
-Cost, measured at N = 605, D = 262,144 on this project's 2-core CPU (AVX-512; one core peaks at
-~166 GFLOP/s float32), with other jobs sharing it: the float32 path (tier 1 accepting every pair)
-1.2 s single-threaded with ``backend="numpy"`` (1.75 s torch), 2.4 s with 2 busy threads
-(torch); the float64 path 2.6 s single-threaded (numpy; 3.6 s torch), 2.3 s with 2 threads
-(torch). A plain float32 ``A @ A.T`` takes 0.75 s (numpy syrk) / 1.24 s (torch) single-threaded.
-Memory: column blocks of at most ~64 MiB, a few N x N float64 matrices and O(N^2) pair arrays.
+Cost, measured at N = 605, D = 262,144 on this project's 2-core CPU (AVX-512, 2 threads): the
+float64 path (tier 2 over every row, the common case for a U-Net's layers) 1.6-1.9 s for a layer
+without constant columns, of which 1.2 s is OpenBLAS's ``dsyrk`` (80 GFLOP/s) and 0.3 s the
+float32 -> float64 reads; the float32 path about half of that. Memory: column blocks of at most
+~64 MiB, a few N x N float64 matrices and O(N^2) pair arrays.
 On CUDA the Gram runs with full float32 precision (TF32 switched off while it runs).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
@@ -111,8 +118,12 @@ _MAX_K32 = 8192  # columns per float32 Gram block (the worst-case bound grows wi
 _FORCE_TORCH = False  # tests: take the torch (CUDA) code path on CPU tensors
 _PILOT_MIN_N = 160  # below this many rows tier 1 always runs
 _PILOT_ROWS = 64  # rows of the pilot that decides whether tier 1 is worth running
-_MAX_K64 = 512  # columns per float64 Gram block (tight worst-case bound: ~(512 + 20) * 2^-53)
+_MAX_K64 = 2048  # columns per float64 Gram block (worst-case bound ~(2048 + 20) * 2^-53)
 _TIER2_ROUNDS = 3  # float64 Gram rounds, each over the rows still unresolved (if at most half)
+
+
+class NonFiniteError(ProbeError):
+    """The activations contain NaN or infinite values."""
 
 
 def near_for(noise_vars: Iterable[float], factor: float = NEAR_FACTOR) -> float:
@@ -212,93 +223,209 @@ class _TreeSum:
         return 2 * max(1, math.ceil(math.log2(max(self.count, 1)))) + 1
 
 
-class _Centered:
-    """Rows of x (or x[rows]) centred on a mean, produced one column block at a time.
+class RowBlocks:
+    """N rows of dimension D held as consecutive row blocks ``(n_b, D)`` and read one column block
+    at a time, never concatenated whole: what the probe keeps of a layer (each batch's output as
+    the network produced it, without a copy).
 
-    The shift is the float64 column mean unless ``mu`` is given (any common shift leaves distances
-    unchanged; the mean keeps the norms, hence the error bounds, small). float32 tier: for float32
-    input the shift is rounded to float32 and subtracted in float32 (one rounding); float64 input
-    is centred in float64, then rounded to float32. float64 tier: exact conversion, one rounding.
-    On CPU the blocks are numpy arrays (numpy's float64 reductions are several times faster than
-    torch's here); on CUDA torch tensors.
+    ``blocks``: 2-D (or ``(n_b, ...)``, flattened) float32 or float64 tensors or arrays with the
+    same D, dtype and device. On CPU they are read as numpy arrays (views, no copies).
     """
 
-    def __init__(
-        self, x: torch.Tensor, dtype: torch.dtype, k: int, rows: np.ndarray | None, mu: Any = None
-    ) -> None:
-        self.cpu = x.device.type == "cpu" and not _FORCE_TORCH
-        self.x = x.numpy() if self.cpu else x
-        self.dtype, self.k = dtype, k
-        self.rows = rows if rows is None or self.cpu else torch.as_tensor(rows, device=x.device)
-        self.n = x.shape[0] if rows is None else len(rows)
-        self.d = x.shape[1]
-        if mu is None:
-            if self.cpu:
-                mu = np.empty(self.d)
-                for s, blk in self._raw():
-                    mu[s : s + k] = blk.sum(axis=0, dtype=np.float64) / self.n
-                finite = bool(np.isfinite(mu).all())
-            else:
-                mu = torch.empty(self.d, dtype=torch.float64, device=x.device)
-                for s, blk in self._raw():
-                    mu[s : s + k] = blk.sum(dim=0, dtype=torch.float64) / self.n
-                finite = bool(torch.isfinite(mu).all())
-            if not finite:
-                raise ProbeError("activations contain NaN or infinite values")
-        self.mu = mu
-        self.mu_x = mu.astype(self.x.dtype) if self.cpu else mu.to(x.dtype)
-        self.float64_input = x.dtype == torch.float64
+    def __init__(self, blocks: Sequence[Any]) -> None:
+        ts = [_as_rows(b) for b in blocks]
+        if not ts:
+            raise ProbeError("activations: no row blocks given")
+        d, dtype, device = ts[0].shape[1], ts[0].dtype, ts[0].device
+        for t in ts[1:]:
+            if t.shape[1] != d or t.dtype != dtype or t.device != device:
+                raise ProbeError(
+                    f"row blocks must share D, dtype and device; got {tuple(t.shape)} {t.dtype} {t.device} "
+                    f"after {tuple(ts[0].shape)} {dtype} {device}"
+                )
+        self.cpu = device.type == "cpu" and not _FORCE_TORCH
+        self.blocks = [t.numpy() if self.cpu else t for t in ts]
+        self.offsets = np.cumsum([0] + [t.shape[0] for t in ts])
+        self.n, self.d = int(self.offsets[-1]), int(d)
+        self.dtype, self.device = dtype, device
+        self.cols: Any = None  # the columns kept (varying(), columns()); None: all
+        self.varied = False  # varying() has run
+        self.lo: np.ndarray | None = None  # after varying(): each kept column's min and max over the rows
+        self.hi: np.ndarray | None = None
 
-    def _raw(self) -> Iterator[tuple[int, Any]]:
-        for s in range(0, self.d, self.k):
-            yield s, (self.x[:, s : s + self.k] if self.rows is None else self.x[self.rows, s : s + self.k])
+    def _cols(self) -> np.ndarray | None:
+        return None if self.cols is None else np.asarray(self.cols.cpu() if isinstance(self.cols, torch.Tensor)
+                                                         else self.cols)
+
+    def columns(self, idx: np.ndarray) -> "RowBlocks":
+        """The same rows restricted to the columns ``idx`` (sorted, of this object's columns)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = copy.copy(self)
+        mine = self._cols()
+        cols = idx if mine is None else mine[idx]
+        out.cols = cols if self.cpu else torch.as_tensor(cols, device=self.device)
+        out.d = len(idx)
+        if self.lo is not None and self.hi is not None:
+            out.lo, out.hi = self.lo[idx], self.hi[idx]
+        return out
+
+    def varying(self) -> "RowBlocks":
+        """The same rows without the columns whose value is the same in every row (a ReLU unit dead
+        on the whole probe set, say: about a third of a U-Net's columns). Such a column adds exactly
+        0 to every distance and never tells two binned symbols apart. Costs one min/max pass; the
+        kept columns' min and max are kept in ``lo`` and ``hi``."""
+        if self.varied or self.n == 0:
+            return self
+        if self.cpu:
+            lo = np.minimum.reduce([blk.min(axis=0) for blk in self.blocks])
+            hi = np.maximum.reduce([blk.max(axis=0) for blk in self.blocks])
+        else:
+            lo = torch.stack([blk.amin(dim=0) for blk in self.blocks]).amin(dim=0).cpu().numpy()
+            hi = torch.stack([blk.amax(dim=0) for blk in self.blocks]).amax(dim=0).cpu().numpy()
+        cols = self._cols()
+        if cols is not None:  # lo and hi are per column of the blocks
+            lo, hi = lo[cols], hi[cols]
+        keep = np.flatnonzero(~(lo == hi))  # NaN is kept (and caught later)
+        self.varied = True
+        self.lo, self.hi = lo, hi
+        out = self if len(keep) == self.d else self.columns(keep)
+        out.varied = True
+        return out
+
+    @classmethod
+    def of(cls, acts: Any) -> "RowBlocks":
+        """``acts`` as row blocks: a RowBlocks, a list or tuple of blocks, or one (N, ...) array."""
+        if isinstance(acts, RowBlocks):
+            return acts
+        return cls(list(acts) if isinstance(acts, (list, tuple)) else [acts])
+
+    def plan(self, rows: np.ndarray | None = None) -> list[tuple[int, Any, slice]]:
+        """Where the rows ``rows`` (sorted, distinct; None: all) lie: ``(block, local rows or None,
+        output slice)`` per block that holds some of them."""
+        if rows is None:
+            return [(b, None, slice(int(self.offsets[b]), int(self.offsets[b + 1]))) for b in range(len(self.blocks))]
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        cuts = np.flatnonzero(np.r_[True, which[1:] != which[:-1], True])
+        out = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            blk = int(which[a])
+            local = rows[a:b] - self.offsets[blk]
+            if not self.cpu:
+                local = torch.as_tensor(local, device=self.device)
+            out.append((blk, local, slice(int(a), int(b))))
+        return out
+
+    def read(self, plan: list[tuple[int, Any, slice]], s: int, e: int, out: Any, shift: Any = None,
+             step: int = 1) -> Any:
+        """``out[p] = x[rows[p], s:e:step] - shift`` for the planned rows, computed in the wider of
+        the two dtypes and stored in ``out``'s (numpy arrays on CPU, tensors otherwise)."""
+        cols: Any = slice(s, e, step)
+        if self.cols is not None:
+            c = self.cols[s:e:step]
+            if step == 1 and len(c) and int(c[-1]) - int(c[0]) == len(c) - 1:
+                cols = slice(int(c[0]), int(c[-1]) + 1)  # a contiguous run: a view
+            else:
+                cols = c
+        for b, local, sl in plan:
+            blk = self.blocks[b]
+            if isinstance(cols, slice):
+                src = blk[:, cols] if local is None else blk[local, cols]
+            elif self.cpu:
+                src = blk[:, cols] if local is None else blk[np.ix_(local, cols)]
+            else:
+                src = blk[:, cols] if local is None else blk[local][:, cols]
+            if shift is None:
+                out[sl] = src
+            elif self.cpu:
+                np.subtract(src, shift, out=out[sl])
+            else:
+                torch.sub(src, shift, out=out[sl])
+        return out
+
+    def empty(self, n: int, k: int, dtype: torch.dtype) -> Any:
+        if self.cpu:
+            return np.empty((n, k), dtype=np.float32 if dtype == torch.float32 else np.float64)
+        return torch.empty((n, k), dtype=dtype, device=self.device)
+
+    def mean(self, rows: np.ndarray | None, k: int) -> Any:
+        """float64 column mean of the rows ``rows`` (None: all), one column block at a time."""
+        plan = self.plan(rows)
+        n = self.n if rows is None else len(rows)
+        mu = np.zeros(self.d) if self.cpu else torch.zeros(self.d, dtype=torch.float64, device=self.device)
+        for s in range(0, self.d, k):
+            e = min(self.d, s + k)
+            blk = self.read(plan, s, e, self.empty(n, e - s, self.dtype))
+            mu[s:e] = blk.sum(axis=0, dtype=np.float64) if self.cpu else blk.sum(dim=0, dtype=torch.float64)
+        mu /= n
+        if not (bool(np.isfinite(mu).all()) if self.cpu else bool(torch.isfinite(mu).all())):
+            raise NonFiniteError("activations contain NaN or infinite values")
+        return mu
+
+
+class _Centered:
+    """Rows of x (or x[rows]) shifted by ``mu``, produced one column block of ``k`` at a time.
+
+    Any common shift leaves distances unchanged; a mean of the rows keeps the norms, hence the
+    error bounds, small. float32 tier: for float32 input the shift is rounded to float32 and
+    subtracted in float32 (one rounding); float64 input is shifted in float64, then rounded to
+    float32. float64 tier: exact conversion, one rounding. Blocks are numpy arrays on CPU (read
+    straight from the row blocks into one reused buffer), torch tensors otherwise.
+    """
+
+    def __init__(self, x: RowBlocks, dtype: torch.dtype, k: int, rows: np.ndarray | None, mu: Any) -> None:
+        self.x, self.dtype, self.k = x, dtype, k
+        self.plan = x.plan(rows)
+        self.n = x.n if rows is None else len(rows)
+        self.d = x.d
+        self.mu = mu
+        if dtype == torch.float32:  # the input's precision: float32 - float32, or float64 then rounded
+            self.shift = mu.astype(x.blocks[0].dtype) if x.cpu else mu.to(x.dtype)
+        else:
+            self.shift = mu
 
     def blocks(self) -> Iterator[Any]:
-        k = self.k
-        for s, blk in self._raw():
-            if self.cpu:
-                if self.dtype == torch.float64:
-                    yield blk.astype(np.float64) - self.mu[s : s + k]
-                else:
-                    yield (blk - self.mu_x[s : s + k]).astype(np.float32, copy=False)
-            elif self.dtype == torch.float64:
-                yield blk.to(torch.float64) - self.mu[s : s + k]
-            else:
-                yield (blk - self.mu_x[s : s + k]).to(torch.float32)
+        buf = self.x.empty(self.n, min(self.k, self.d), self.dtype)
+        for s in range(0, self.d, self.k):
+            e = min(self.d, s + self.k)
+            out = buf if e - s == buf.shape[1] else self.x.empty(self.n, e - s, self.dtype)
+            yield self.x.read(self.plan, s, e, out, self.shift[s:e])
 
-    def stats(self, backend: str, gram: bool = True) -> tuple[np.ndarray, float, np.ndarray | None, float]:
-        """Squared norms (float64) of the centred rows and their relative error bound; and (if
-        ``gram``) their Gram matrix (float64) with its worst-case error factor g,
-        ``|G~_ij - c_i.c_j| <= g nu_i nu_j`` whatever the summation order inside BLAS.
-        One pass over the columns."""
+    def stats(self, backend: str) -> tuple[np.ndarray, float, np.ndarray, float]:
+        """Squared norms (float64) of the shifted rows with their relative error bound, and their
+        Gram matrix (float64) with its worst-case error factor g, ``|G~_ij - c_i.c_j| <= g nu_i nu_j``
+        whatever the summation order inside BLAS. One pass over the columns. float32 tier: the
+        norms are float64 sums of exact products; float64 tier: the Gram's diagonal (same bound)."""
+        exact_norms = self.dtype == torch.float32
         norms, grams = _TreeSum(), _TreeSum()
-        use_torch_mm = backend != "numpy" or not self.cpu
-        with _blas_threads() if (self.cpu and gram and not use_torch_mm) else nullcontext():
+        use_torch_mm = backend != "numpy" or not self.x.cpu
+        with _blas_threads() if (self.x.cpu and not use_torch_mm) else nullcontext():
             for c in self.blocks():
-                if self.cpu:
-                    norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
-                else:
-                    c64 = c.to(torch.float64) if c.dtype != torch.float64 else c.clone()
-                    c64.mul_(c64)
-                    norms.add(c64.sum(dim=1))
-                if not gram:
-                    continue
+                if exact_norms:
+                    if self.x.cpu:
+                        norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
+                    else:
+                        c64 = c.to(torch.float64)
+                        norms.add((c64 * c64).sum(dim=1))
                 if not use_torch_mm:
                     grams.add((c @ c.T).astype(np.float64, copy=False))  # numpy runs a @ a.T as syrk
                 else:
-                    ct = torch.from_numpy(c) if self.cpu else c
+                    ct = torch.from_numpy(c) if self.x.cpu else c
                     g_blk = torch.mm(ct, ct.T).to(torch.float64)
-                    grams.add(g_blk.numpy() if self.cpu else g_blk)
-        nrm = norms.total()
-        nrm = nrm if self.cpu else nrm.cpu().numpy()
-        # products exact for float32 c (else one rounding); a block sum of k terms; the tree
-        g_norm = _gamma(self.k + (0 if self.dtype == torch.float32 else 1) + norms.depth, U64)
-        if not gram:
-            return nrm, g_norm, None, math.inf
+                    grams.add(g_blk.numpy() if self.x.cpu else g_blk)
         g = grams.total()
-        g = g if self.cpu else g.cpu().numpy()
-        g_block = _gamma(self.k, U32 if self.dtype == torch.float32 else U64)
-        return nrm, g_norm, g, g_block + _gamma(grams.depth, U64) * (1.0 + g_block)
+        g = g if self.x.cpu else g.cpu().numpy()
+        g_block = _gamma(self.k, U32 if exact_norms else U64)
+        g_gram = g_block + _gamma(grams.depth, U64) * (1.0 + g_block)
+        if exact_norms:
+            nrm = norms.total()
+            nrm = nrm if self.x.cpu else nrm.cpu().numpy()
+            g_norm = _gamma(self.k + norms.depth, U64)  # exact products; a block sum of k terms; the tree
+        else:
+            nrm, g_norm = np.diagonal(g).copy(), g_gram
+        if not np.isfinite(nrm).all():
+            raise NonFiniteError("activations contain NaN or infinite values")
+        return nrm, g_norm, g, g_gram
 
 
 def _bounds(
@@ -329,30 +456,42 @@ def _near_threshold(alpha: np.ndarray, beta: np.ndarray, near: float) -> np.ndar
     return near + alpha + beta * math.sqrt(near)
 
 
-def _direct(x: torch.Tensor, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
+def _direct(x: RowBlocks, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
     """sum_k (x_ik - x_jk)^2 in float64 for the pairs (pi[p], pj[p])."""
     out = np.empty(len(pi))
     if len(pi) == 0:
         return out
-    d = x.shape[1]
+    d = x.d
     order = np.lexsort((pj, pi))
     pi_s, pj_s = pi[order], pj[order]
     starts = np.flatnonzero(np.r_[True, pi_s[1:] != pi_s[:-1]])
     ends = np.r_[starts[1:], len(pi_s)]
     vals = np.empty(len(pi_s))
     for a, b in zip(starts, ends):
-        i = int(pi_s[a])
-        js = torch.as_tensor(pj_s[a:b], device=x.device)
-        acc = torch.zeros(b - a, dtype=torch.float64, device=x.device)
+        js = pj_s[a:b]  # sorted, distinct
+        plan_j, plan_i = x.plan(js), x.plan(pi_s[a : a + 1])
         kb = max(64, min(d, _BLOCK_BYTES // (8 * (b - a))))
+        acc = np.zeros(b - a) if x.cpu else torch.zeros(b - a, dtype=torch.float64, device=x.device)
         for s in range(0, d, kb):
-            diff = x[js, s : s + kb].to(torch.float64)
-            diff -= x[i, s : s + kb].to(torch.float64)
-            diff.mul_(diff)
-            acc += diff.sum(dim=1)
-        vals[a:b] = acc.cpu().numpy()
+            e = min(d, s + kb)
+            xi = x.read(plan_i, s, e, x.empty(1, e - s, torch.float64))[0]
+            diff = x.read(plan_j, s, e, x.empty(b - a, e - s, torch.float64), xi)  # exact for float32 input
+            if x.cpu:
+                acc += np.einsum("ij,ij->i", diff, diff)
+            else:
+                acc += (diff * diff).sum(dim=1)
+        vals[a:b] = acc if x.cpu else acc.cpu().numpy()
     out[order] = vals
     return out
+
+
+def _components(n: int, pi: np.ndarray, pj: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the graph on n rows with edges (pi, pj): (count, label per row)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pi), dtype=np.int8), (pi, pj)), shape=(n, n))
+    return connected_components(graph, directed=False)
 
 
 def pairwise_sq_dists(
@@ -368,7 +507,8 @@ def pairwise_sq_dists(
     """Squared Euclidean distances between the N rows of ``acts`` (N, D) (or (N, ...), flattened).
 
     ``acts``: numpy array or torch tensor (CPU or CUDA), float32 (float64 and half precision are
-    accepted). It is never modified or copied whole.
+    accepted), or the same as consecutive row blocks (a list, or :class:`RowBlocks`). It is never
+    modified or copied whole.
     ``near``: absolute distance below which pairs must be exact (:func:`near_for`);
     ``rtol``: relative accuracy of the other pairs (under the working error model);
     ``near_rtol``: relative accuracy, rigorous, of pairs that may be below ``near``;
@@ -376,7 +516,8 @@ def pairwise_sq_dists(
     ``backend``: Gram products by ``"numpy"`` (OpenBLAS ``syrk``, CPU only, threads capped at
     ``torch.get_num_threads()``) or ``"torch"`` (``torch.mm``); ``"auto"``: numpy on CPU, torch on CUDA.
     ``stats``: if a dict is given, it is filled with the number of pairs taken from each tier
-    (``gram32``, ``gram64``, ``direct``) and whether tier 1 was skipped (``skipped_gram32``).
+    (``gram32``, ``gram64``, ``direct``), whether tier 1 was skipped (``skipped_gram32``) and the
+    number of columns that differ between rows (``columns``; the others add 0 and are skipped).
 
     Returns a float64 numpy array (N, N): exactly symmetric, zero diagonal, never negative.
     See the module docstring for the error model.
@@ -390,14 +531,15 @@ def pairwise_sq_dists(
         raise ProbeError(f"gram_error must be > 0, got {gram_error!r}")
     if backend not in ("auto", "numpy", "torch"):
         raise ProbeError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
-    x = _as_rows(acts)
+    x = RowBlocks.of(acts).varying()
     if backend in ("auto", "numpy") and x.device.type != "cpu":
         backend = "torch"
     elif backend == "auto":
         backend = "numpy"
-    n, d = x.shape
+    n, d = x.n, x.d
     out = np.zeros((n, n))
-    counts: dict[str, Any] = {"pairs": n * (n - 1) // 2, "gram32": 0, "gram64": 0, "direct": 0, "skipped_gram32": False}
+    counts: dict[str, Any] = {"pairs": n * (n - 1) // 2, "gram32": 0, "gram64": 0, "direct": 0,
+                              "skipped_gram32": False, "columns": d}
     if n < 2 or d == 0:
         if stats is not None:
             stats.update(counts)
@@ -406,11 +548,14 @@ def pairwise_sq_dists(
     iu, ju = np.triu_indices(n, 1)
     vals = np.empty(len(iu))
     todo = np.arange(len(iu))
-
-    # ---- tier 1: float32 Gram of centred rows --------------------------------------------------
-    k1 = _block_cols(n, _MAX_K32)
-    cen = _Centered(x, torch.float32, k1, None)
     u_center = U32 + (2.0 * U64 if x.dtype == torch.float64 else 0.0)
+    k1 = _block_cols(n, _MAX_K32)
+
+    # The common shift: the float64 mean of the pilot rows (of all rows below _PILOT_MIN_N). Any
+    # shift is exact for the distances; a mean of a few dozen rows keeps the norms near their
+    # minimum and costs a tenth of a pass over the data.
+    pick = np.sort(np.random.default_rng(0).choice(n, _PILOT_ROWS, replace=False)) if n >= _PILOT_MIN_N else None
+    mu_all = x.mean(pick, k1)
 
     def tier1_ok(d1: np.ndarray, ni: np.ndarray, nj: np.ndarray, g_gram: float, g_norm: float) -> np.ndarray:
         aw, am, beta = _bounds(ni, nj, g_gram=g_gram, g_norm=g_norm, u_center=u_center, kappa_u=gram_error * U32)
@@ -419,19 +564,19 @@ def pairwise_sq_dists(
             ok &= d1 >= _near_threshold(aw, beta, near)
         return ok
 
+    # ---- tier 1: float32 Gram of shifted rows --------------------------------------------------
     # Pilot: tier 1 on a fixed random subset of rows. If each row can be expected to have a couple
     # of pairs tier 1 cannot vouch for, tier 2 will need (nearly) every row anyway: skip tier 1.
-    if n >= _PILOT_MIN_N:
-        pick = np.sort(np.random.default_rng(0).choice(n, _PILOT_ROWS, replace=False))
+    if pick is not None:
         with _full_precision_matmul():
-            nrm_p, g_norm_p, gp, g_gram_p = _Centered(x, torch.float32, k1, pick, mu=cen.mu).stats(backend)
+            nrm_p, g_norm_p, gp, g_gram_p = _Centered(x, torch.float32, k1, pick, mu_all).stats(backend)
         pi, pj = np.triu_indices(len(pick), 1)
         ni, nj = nrm_p[pi], nrm_p[pj]
         q = 1.0 - tier1_ok(ni + nj - 2.0 * gp[pi, pj], ni, nj, g_gram_p, g_norm_p).mean()
         counts["skipped_gram32"] = bool(q * (n - 1) >= 2.0)
     if not counts["skipped_gram32"]:
         with _full_precision_matmul():
-            nrm, g_norm, g, g_gram = cen.stats(backend)
+            nrm, g_norm, g, g_gram = _Centered(x, torch.float32, k1, None, mu_all).stats(backend)
         ni, nj = nrm[iu], nrm[ju]
         d1 = ni + nj - 2.0 * g[iu, ju]
         del g
@@ -440,46 +585,56 @@ def pairwise_sq_dists(
         counts["gram32"] = int(ok.sum())
         todo = np.flatnonzero(~ok)
         del d1, ni, nj
-    mu_all = cen.mu
-    del cen
 
-    # ---- tier 2: float64 Gram over the rows involved, worst-case bounds only -----------------
-    # Repeated (at most _TIER2_ROUNDS times) while the rows left shrink to at most half: a tight
-    # group of near duplicates, centred on its own mean, gets small norms and tight bounds.
-    prev_rows = 2 * n  # the first round always runs
-    for _ in range(_TIER2_ROUNDS):
+    # ---- tier 2: float64 Grams, worst-case bounds only -----------------------------------------
+    # Round 1: one Gram over every row of a pair left. Later rounds (at most _TIER2_ROUNDS in all):
+    # the pairs still left split into connected groups of rows, each recentred on its own mean
+    # (a tight group of near duplicates gets small norms and tight bounds), if it has at most half
+    # the rows of the group it came from.
+    last_size = np.full(n, 2 * n)
+    for rnd in range(_TIER2_ROUNDS):
         if not len(todo):
             break
-        rows = np.unique(np.concatenate([iu[todo], ju[todo]]))
-        if len(rows) > prev_rows // 2:
-            break
-        prev_rows = len(rows)
-        local = np.full(n, -1, dtype=np.int64)
-        local[rows] = np.arange(len(rows))
-        sel = rows if len(rows) < n else None  # gathered per column block
-        # all rows: the column mean of tier 1 (any common shift is exact; the bounds use the
-        # norms of the rows as centred)
-        cen = _Centered(x, torch.float64, _block_cols(len(rows), _MAX_K64), sel,
-                        mu=mu_all if sel is None else None)
-        nrm2, g_norm2, g2, g_gram2 = cen.stats(backend)
-        del cen
-        li, lj = local[iu[todo]], local[ju[todo]]
-        ni, nj = nrm2[li], nrm2[lj]
-        d2 = ni + nj - 2.0 * g2[li, lj]
-        del g2
-        aw, _, beta = _bounds(ni, nj, g_gram=g_gram2, g_norm=g_norm2, u_center=U64, kappa_u=None)
-        tau = np.full(len(todo), rtol)
-        if near > 0:
-            tau[d2 < _near_threshold(aw, beta, near)] = near_rtol
-        ok2 = d2 >= _rel_threshold(aw, beta, tau)
-        vals[todo[ok2]] = d2[ok2]
-        counts["gram64"] += int(ok2.sum())
-        todo = todo[~ok2]
+        if rnd == 0:
+            label = np.zeros(n, dtype=np.int64)
+            groups = [np.unique(np.concatenate([iu[todo], ju[todo]]))]
+        else:
+            label = _components(n, iu[todo], ju[todo])[1]
+        pair_group = label[iu[todo]]
+        if rnd > 0:
+            groups = [np.flatnonzero(label == c) for c in np.unique(pair_group)]
+        keep = np.ones(len(todo), dtype=bool)
+        for rows in groups:
+            gid = label[rows[0]]
+            if len(rows) > last_size[rows[0]] // 2:
+                continue  # no smaller than the group it came from: its pairs go on as they are
+            last_size[rows] = len(rows)
+            sel = rows if len(rows) < n else None
+            k2 = _block_cols(len(rows), _MAX_K64)
+            mu = mu_all if sel is None else x.mean(sel, k2)
+            nrm2, g_norm2, g2, g_gram2 = _Centered(x, torch.float64, k2, sel, mu).stats(backend)
+            mine = np.flatnonzero(pair_group == gid)
+            local = np.full(n, -1, dtype=np.int64)
+            local[rows] = np.arange(len(rows))
+            li, lj = local[iu[todo[mine]]], local[ju[todo[mine]]]
+            ni, nj = nrm2[li], nrm2[lj]
+            d2 = ni + nj - 2.0 * g2[li, lj]
+            del g2
+            aw, _, beta = _bounds(ni, nj, g_gram=g_gram2, g_norm=g_norm2, u_center=U64, kappa_u=None)
+            tau = np.full(len(mine), rtol)
+            if near > 0:
+                tau[d2 < _near_threshold(aw, beta, near)] = near_rtol
+            ok2 = d2 >= _rel_threshold(aw, beta, tau)
+            vals[todo[mine[ok2]]] = d2[ok2]
+            counts["gram64"] += int(ok2.sum())
+            keep[mine[ok2]] = False
+        todo = todo[keep]
 
     # ---- tier 3: direct float64 sums ----------------------------------------------------------
     if len(todo):
         vals[todo] = _direct(x, iu[todo], ju[todo])
         counts["direct"] = len(todo)
+
 
     np.maximum(vals, 0.0, out=vals)
     out[iu, ju] = vals

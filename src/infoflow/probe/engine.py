@@ -18,28 +18,32 @@ How it bounds memory
    group costs the forward FLOPs up to its last layer; :func:`plan_groups` picks the partition of
    least total cost (ties: fewest groups). When everything fits there is exactly one pass. A
    single layer larger than the budget is still processed, alone, with a :class:`ProbeWarning`.
-3. For each group the probe set runs through in batches under ``torch.no_grad()`` and eval mode;
-   the hooks copy each batch's outputs into preallocated float32 (N, D) buffers (on the model's
-   device) and check them (one ``aminmax`` pass: finiteness and the largest magnitude); then each
-   layer's distance matrix is computed (:func:`infoflow.probe.distances.pairwise_sq_dists`), its
-   binned-symbol ids are found (:func:`bin_symbol_ids`) and its buffer is freed.
+3. For each group the probe set runs through in batches under ``torch.no_grad()`` and eval mode.
+   The hooks keep each batch's output as the network produced it, flattened per sample in its
+   memory order (contiguous or channels_last: a view, no copy); an output that is not float32,
+   or is a view into a larger tensor, is copied, and so is a layer whose output the network
+   changes in place after the hook (seen by the tensor's version counter; the batch is run
+   again). Then each layer's distance matrix is computed from its row blocks
+   (:func:`infoflow.probe.distances.pairwise_sq_dists`, which also checks finiteness), its
+   binned-symbol ids are found (:func:`bin_symbol_ids`) and its blocks are freed.
 
 Binned symbols: for bin size b, a sample's symbol at a layer is the vector ``floor(m / b)`` of its
-float32 activations (the division in float32, b rounded to float32). Samples that are too far
-apart in the distance matrix to share a symbol get ids of their own without any hashing; the
-others' symbols (the integral float32 values) are hashed with SHA-256. Ids are dense, 0, 1, ... in order of
-first appearance over the samples. Equal ids mean equal symbols (up to a 2^-256-scale collision
-chance).
+float32 activations (the division in float32, b rounded to float32). Columns that cannot tell two
+samples apart (equal in every sample, or with min and max in one bin) are left out; samples too
+far apart in the distance matrix to share a symbol get ids of their own without any reading;
+the others are split into groups of equal symbols by SHA-256 digests of growing column chunks
+(the integral float32 values), so only samples with equal symbols are read whole. Ids are dense,
+0, 1, ... in order of first appearance over the samples. Equal ids mean equal symbols (up to a
+2^-256-scale collision chance).
 
 Cost (measured with ``bench/bench_mi.py``, 2-core CPU, quiet): the paper's U-Net (1.52 GFLOP
 forward per 128 x 128 sample), 605 DSB images, all 23 layers (6.07 GB of float32 activations),
 budget 4 GiB (2 passes: enc1-enc2, then all the rest; peak RSS 5.2 GB), bin size 0.1, K-means
-classes: untrained 45.7 s (forward and copies 20.4, distances 17.7, bin ids 6.7), after 40 Adam
-steps 52.2 s (18.4, 27.1, 5.5). The distances are float64 Grams for most layers: the images'
+classes: untrained 35.2 s (forward 17.4, distances 15.9, bin ids 0.3), after 40 Adam steps
+30.8 s (15.4, 13.3, 0.3). The distances are float64 Grams for most layers: the images'
 activations are strongly correlated even after centring, so float32 products cannot vouch for
-most pairs to 1e-5, and many pairs lie within ``near`` (the same holds for the reproduction's
-Model 1 after 150 epochs at S = 64: 21 of 23 layers). ``ProbeResult.timings`` has the breakdown
-of each call.
+most pairs to 1e-5, and many pairs lie within ``near``. ``ProbeResult.timings`` has the
+breakdown of each call.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +65,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ProbeError
 from .capture import LayerSpec, forward_hooks, output_tensor, resolve_layers
-from .distances import DEFAULT_NEAR, pairwise_sq_dists
+from .distances import DEFAULT_NEAR, NonFiniteError, RowBlocks, pairwise_sq_dists
 
 
 class ProbeWarning(UserWarning):
@@ -86,7 +90,7 @@ class ProbeResult:
     groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
     flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer (0s: one pass, not counted)
     dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run (incl. any FLOP count), forward (incl. copies), hash (bin ids), distances, input
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run (incl. any FLOP count), forward (passes, keeping the outputs), hash (bin ids), distances, input
 
 
 def plan_groups(sizes: Sequence[int], costs: Sequence[float], budget: int) -> list[tuple[int, int]]:
@@ -144,18 +148,39 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _symbol_digests(vals: torch.Tensor, b32: torch.Tensor) -> list[bytes]:
-    """SHA-256 digests of the rows of floor(vals / b) (vals float32 and finite, (B, D)).
+def _symbol_digests(vals: Any, bin_size: float) -> list[bytes]:
+    """SHA-256 digests of the rows of floor(vals / b) (vals float32 and finite, (B, K); numpy or torch).
 
     The symbols are hashed as the integral float32 values themselves (-0.0 made +0.0), so two
     rows get the same digest exactly when their symbols are equal, at any magnitude (no int32
     range). SHA-256 runs at ~1.9 GB/s here (CPU SHA extensions), twice BLAKE2b.
     """
-    q = vals / b32  # float32 division, then floor, as the binning estimator defines it
-    q.floor_()
-    q.add_(0.0)  # -0.0 -> +0.0
-    rows = q.cpu().numpy()
+    if isinstance(vals, torch.Tensor):
+        q = vals / torch.tensor(bin_size, dtype=torch.float32, device=vals.device)  # float32 division
+        q.floor_()
+        q.add_(0.0)  # -0.0 -> +0.0
+        rows = q.cpu().numpy()
+    else:
+        rows = vals / np.float32(bin_size)
+        np.floor(rows, out=rows)
+        rows += 0.0
+    rows = np.ascontiguousarray(rows)
     return [hashlib.sha256(memoryview(rows[r])).digest() for r in range(rows.shape[0])]
+
+
+_FIRST_STRIDE = 64  # first look at the candidate rows: every 64th column, spread over the whole layer
+_FIRST_CHUNK = 4096  # then contiguous chunks of columns, doubling from this width
+_READ_VALUES = 2**22  # values per read (rows x columns), 16 MiB of float32
+
+
+def _column_passes(d: int) -> Iterator[tuple[int, int, int]]:
+    """(start, stop, step) of the column sets that refine the symbol groups, in order."""
+    if d >= 8 * _FIRST_STRIDE:
+        yield 0, d, _FIRST_STRIDE
+    s, k = 0, _FIRST_CHUNK
+    while s < d:
+        yield s, min(d, s + k), 1
+        s, k = s + k, 2 * k
 
 
 def _dense_ids(keys: Sequence[Any]) -> np.ndarray:
@@ -163,39 +188,62 @@ def _dense_ids(keys: Sequence[Any]) -> np.ndarray:
     return np.fromiter((ids.setdefault(h, len(ids)) for h in keys), dtype=np.int64, count=len(keys))
 
 
-def bin_symbol_ids(acts: Any, dist: np.ndarray, bin_size: float, *, absmax: float | None = None,
-                   batch_size: int = 32) -> np.ndarray:
+def bin_symbol_ids(acts: Any, dist: np.ndarray, bin_size: float) -> np.ndarray:
     """Dense ids of the binned symbols ``floor(a_i / b)`` of the N rows of ``acts`` (N, D) float32.
 
-    Ids are 0, 1, ... in order of first appearance; equal ids mean equal symbols. ``dist`` is the
-    rows' squared-distance matrix (:func:`~infoflow.probe.distances.pairwise_sq_dists`), used to
-    skip work: two rows can share a symbol only if every coordinate differs by less than about b,
-    i.e. ``dist < D b'^2`` with ``b' = b (1 + 2^-22 (max|a| / b + 2))`` (the float32 division's
-    rounding; the threshold gets a further 0.1% for the distances' relative error, 1e-5). Rows
-    with no such partner get ids of their own; only the others are hashed (SHA-256 of their
-    float32 symbols). After training, distances are large and almost nothing is hashed; for an
-    untrained network every row may be.
-    ``absmax``: max |a| over ``acts`` if known (else computed).
+    ``acts``: an array or tensor (N, ...), or the same as row blocks (a list, or
+    :class:`~infoflow.probe.distances.RowBlocks`). Ids are 0, 1, ... in order of first appearance;
+    equal ids mean equal symbols. ``dist`` is the rows' squared-distance matrix
+    (:func:`~infoflow.probe.distances.pairwise_sq_dists`), used to skip work: two rows can share a
+    symbol only if every coordinate differs by less than about b, i.e. ``dist <= D b'^2`` with
+    ``b' = b (1 + 2^-22 (max|a| / b + 2))`` (the float32 division's rounding; the threshold gets a
+    further 0.1% for the distances' relative error, 1e-5). Columns equal in every row are left out
+    (D counts the others), and so are columns whose min and max fall in one bin (``floor`` and the
+    rounded division are monotone, so every row has the same symbol there). Rows with no partner
+    get ids of their own. The others start as one group, which column sets split by the SHA-256
+    digests of the rows' symbols there (every 64th column first, then contiguous chunks that
+    double in width); a row alone in its group is done, so rows that differ early are never read
+    again, and only rows with equal symbols are read whole.
     """
-    x = acts if isinstance(acts, torch.Tensor) else torch.from_numpy(np.asarray(acts))
-    x = x.reshape(x.shape[0], -1)
-    n, d = x.shape
+    x = RowBlocks.of(acts).varying()
+    n, d = x.n, x.d
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    b32 = torch.tensor(float(bin_size), dtype=torch.float32, device=x.device)
-    if absmax is None:
-        absmax = float(x.abs().max()) if x.numel() else 0.0
-    slack = float(b32) * (1.0 + 2.0**-22 * (absmax / float(b32) + 2.0))
+    b32 = float(np.float32(bin_size))
+    # floor(m / b) is monotone in m (so is the rounded division): a column whose min and max fall
+    # in one bin gives every row the same symbol there and cannot split a group
+    dt = np.float32 if x.dtype == torch.float32 else np.float64
+    assert x.lo is not None and x.hi is not None
+    lo_q = np.floor(x.lo.astype(dt) / dt(bin_size))
+    hi_q = np.floor(x.hi.astype(dt) / dt(bin_size))
+    splitting = np.flatnonzero(~(lo_q == hi_q))
+    absmax = float(max(np.abs(x.lo).max(), np.abs(x.hi).max())) if d else 0.0
+    slack = b32 * (1.0 + 2.0**-22 * (absmax / b32 + 2.0))
     thr = d * slack * slack * (1.0 + 1e-3)
-    near = np.asarray(dist) < thr
+    near = np.asarray(dist) <= thr
     np.fill_diagonal(near, False)
     rows = np.flatnonzero(near.any(axis=1))
     keys: list[Any] = list(range(n))  # distinct ints: a row of its own
-    for s in range(0, len(rows), batch_size):
-        chunk = rows[s : s + batch_size]
-        idx = torch.as_tensor(chunk, device=x.device)
-        for r, h in zip(chunk, _symbol_digests(x[idx], b32)):
-            keys[int(r)] = h
+    if len(rows):
+        group = np.zeros(len(rows), dtype=np.int64)  # candidates with equal symbols so far share a group
+        active = np.arange(len(rows))
+        xs = x.columns(splitting)
+        for s, e, step in _column_passes(xs.d):
+            if not len(active):
+                break
+            width = len(range(s, e, step))
+            per = max(1, _READ_VALUES // max(width, 1))
+            digests: list[bytes] = []
+            for a in range(0, len(active), per):
+                sub = rows[active[a : a + per]]
+                vals = xs.read(xs.plan(sub), s, e, xs.empty(len(sub), width, xs.dtype), step=step)
+                digests += _symbol_digests(vals, bin_size)
+            split: dict[tuple[int, bytes], int] = {}
+            top = int(group.max()) + 1
+            group[active] = [top + split.setdefault((int(g), h), len(split)) for g, h in zip(group[active], digests)]
+            active = active[np.bincount(group)[group[active]] > 1]
+        for p, r in enumerate(rows):
+            keys[int(r)] = ("group", int(group[p]))
     return _dense_ids(keys)
 
 
@@ -219,6 +267,98 @@ def _layer_flops(model: nn.Module, pairs: Sequence[tuple[str, nn.Module]], x1: t
             model(x1)
         cache[key] = flops
     return list(cache[key])
+
+
+def _storage_order(t: torch.Tensor) -> tuple[int, ...]:
+    """Dims 1.. of ``t`` ordered by decreasing stride: permuted so, a dense output (contiguous or
+    channels_last) flattens per sample without a copy. Distances and symbols do not depend on the
+    order of a sample's coordinates, only on its being the same for every sample."""
+    return tuple(sorted(range(1, t.dim()), key=lambda k: -t.stride(k)))
+
+
+def _sample_rows(name: str, t: torch.Tensor, b: int, order: tuple[int, ...]) -> torch.Tensor:
+    """The output ``t`` of a batch of ``b`` samples as float32 rows (b, D), a view when possible."""
+    if t.dim() == 0 or t.shape[0] != b:
+        raise ProbeError(f"probe layer {name!r} output has shape {tuple(t.shape)} for a batch of {b}")
+    rows = t.permute(0, *order).reshape(b, -1)
+    if rows.dtype != torch.float32:
+        rows = rows.float()
+    return rows
+
+
+def _owned(rows: torch.Tensor) -> bool:
+    """Whether keeping ``rows`` keeps only its own bytes (not a view into a larger tensor)."""
+    return rows.untyped_storage().nbytes() <= rows.numel() * rows.element_size()
+
+
+def _version(t: torch.Tensor) -> int | None:
+    try:
+        return int(t._version)
+    except RuntimeError:  # inference tensors have no version counter
+        return None
+
+
+def _run_pass(model: nn.Module, x_all: torch.Tensor, dev: torch.device, pairs: Sequence[tuple[str, nn.Module]],
+              group: Sequence[int], dims: Sequence[int], batch_size: int) -> dict[int, list[torch.Tensor]]:
+    """One forward pass of the probe set, in batches, stopped after the group's last layer.
+
+    Returns per layer of ``group`` its outputs, one (n_b, D) float32 block per batch, kept as the
+    network produced them (no copy) when they are dense, float32 and own their memory; otherwise
+    copied. A layer whose output the network changes in place after the hook (an in-place ReLU
+    after it, say; seen by the tensor's version counter) is copied from then on and the batch is
+    run again.
+    """
+    n = int(x_all.shape[0])
+    members, last = set(group), group[-1]
+    kept: dict[int, list[torch.Tensor]] = {i: [] for i in group}
+    versions: dict[int, list[int | None]] = {i: [] for i in group}
+    order: dict[int, tuple[int, ...]] = {}
+    copy: set[int] = set()
+    state: dict[str, Any] = {"b": 0, "seen": set()}
+
+    def grab(idx: int, name: str, output: Any) -> None:
+        t = output_tensor(name, output).detach()
+        b = state["b"]
+        if t.numel() != b * dims[idx]:
+            raise ProbeError(
+                f"probe layer {name!r} output has shape {tuple(t.shape)} for a batch of {b}; "
+                f"expected {b} x {dims[idx]} values"
+            )
+        rows = _sample_rows(name, t, b, order.setdefault(idx, _storage_order(t)))
+        ver = _version(rows)
+        if idx in copy or ver is None or not _owned(rows):
+            rows, ver = rows.clone(), None
+        kept[idx].append(rows)
+        versions[idx].append(ver)
+        state["seen"].add(idx)
+        if idx == last:
+            raise _StopForward
+
+    with torch.no_grad(), forward_hooks([pairs[i] for i in group], lambda j, nm, o: grab(group[j], nm, o)):
+        s = 0
+        while s < n:
+            e = min(n, s + batch_size)
+            state["b"], state["seen"] = e - s, set()
+            try:
+                model(x_all[s:e].to(dev))
+            except _StopForward:
+                pass
+            if state["seen"] != members:
+                lost = [pairs[i][0] for i in group if i not in state["seen"]]
+                raise ProbeError(f"probe layer(s) produced nothing for samples {s}..{e - 1}: {', '.join(lost)}")
+            changed = [i for i in group if versions[i][-1] is not None and _version(kept[i][-1]) != versions[i][-1]]
+            if changed:  # changed in place after the hook: copy these layers, run the batch again
+                copy.update(changed)
+                for i in group:
+                    kept[i].pop()
+                    versions[i].pop()
+                continue
+            s = e
+    changed = [pairs[i][0] for i in group if any(v is not None and _version(r) != v for r, v in zip(kept[i], versions[i]))]
+    if changed:
+        raise ProbeError(f"probe layer(s) {', '.join(changed)}: outputs of earlier batches were changed in place "
+                         f"by later ones (the module reuses its output buffer); their activations cannot be kept")
+    return kept
 
 
 def probe_layers(
@@ -322,65 +462,32 @@ def probe_layers(
         dist = np.zeros((n_layers, n, n))
         dist_stats: list[dict] = [{} for _ in range(n_layers)]
         codes = {b: np.zeros((n_layers, n), dtype=np.int64) for b in bins}
-        absmax = [0.0] * n_layers
         peak = 0
 
         # ---- one pass per group -----------------------------------------------------------------
         for gi, group in enumerate(groups):
-            members = set(group)
-            last = group[-1]
-            bufs = {i: torch.empty((n, dims[i]), dtype=torch.float32, device=dev) for i in group}
-            peak = max(peak, sum(buf.numel() * 4 for buf in bufs.values()))
-            state = {"start": 0, "stop": 0, "seen": set()}
-
-            def grab(idx: int, name: str, output: Any) -> None:
-                s, e = state["start"], state["stop"]
-                t = output_tensor(name, output).detach()
-                if t.dim() == 0 or t.shape[0] != e - s or t.numel() != (e - s) * dims[idx]:
-                    raise ProbeError(
-                        f"probe layer {name!r} output has shape {tuple(t.shape)} for a batch of {e - s}; "
-                        f"expected {e - s} x {dims[idx]} values"
-                    )
-                view = bufs[idx][s:e]
-                view.copy_(t.reshape(e - s, -1))
-                lo, hi = torch.aminmax(view)  # NaN propagates: one fast pass checks finiteness and range
-                lo_v, hi_v = float(lo), float(hi)
-                if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
-                    raise ProbeError(f"probe layer {name!r} produced NaN or infinite activations")
-                absmax[idx] = max(absmax[idx], -lo_v, hi_v)
-                state["seen"].add(idx)
-                if idx == last:
-                    raise _StopForward
-
             names = [pairs[i][0] for i in group]
-            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {_fmt_bytes(sum(b.numel() * 4 for b in bufs.values()))})")
-            hooked = [pairs[i] for i in group]
+            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, "
+                f"{_fmt_bytes(sum(n * dims[i] * 4 for i in group))})")
             t0 = time.perf_counter()
-            with torch.no_grad(), forward_hooks(hooked, lambda j, nm, o, _g=group: grab(_g[j], nm, o)):
-                for s in range(0, n, batch_size):
-                    e = min(n, s + batch_size)
-                    state["start"], state["stop"], state["seen"] = s, e, set()
-                    try:
-                        model(x_all[s:e].to(dev))
-                    except _StopForward:
-                        pass
-                    if state["seen"] != members:
-                        lost = [pairs[i][0] for i in group if i not in state["seen"]]
-                        raise ProbeError(f"probe layer(s) produced nothing for samples {s}..{e - 1}: {', '.join(lost)}")
+            kept = _run_pass(model, x_all, dev, pairs, group, dims, batch_size)
+            peak = max(peak, sum(n * dims[i] * 4 for i in group))
             timings["forward"] += time.perf_counter() - t0
             for i in group:
+                rows = RowBlocks(kept.pop(i)).varying()  # constant columns dropped once, for both
                 st: dict = {}
-                buf = bufs.pop(i)
                 t1 = time.perf_counter()
-                dist[i] = pairwise_sq_dists(buf, near=near, stats=st)
+                try:
+                    dist[i] = pairwise_sq_dists(rows, near=near, stats=st)
+                except NonFiniteError:
+                    raise ProbeError(f"probe layer {pairs[i][0]!r} produced NaN or infinite activations") from None
                 dist_stats[i] = st
                 t2 = time.perf_counter()
                 timings["distances"] += t2 - t1
                 for b in bins:
-                    codes[b][i] = bin_symbol_ids(buf, dist[i], b, absmax=absmax[i], batch_size=batch_size)
+                    codes[b][i] = bin_symbol_ids(rows, dist[i], b)
                 timings["hash"] += time.perf_counter() - t2
-                del buf
-            del bufs
+                del rows
 
         dist_input = None
         if include_input:
