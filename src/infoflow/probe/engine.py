@@ -86,7 +86,7 @@ class ProbeResult:
     dist_input: np.ndarray | None  # (N, N) float64 distances of the flattened inputs, or None
     codes: dict[float, np.ndarray]  # bin size -> (L, N) int64 dense symbol ids per layer
     seconds: float  # wall time of the whole probe
-    peak_bytes_held: int  # most activation bytes held at once (float32 buffers of one group)
+    peak_bytes_held: int  # most activation bytes held at once (the kept float32 outputs of one group)
     groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
     flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer (0s: one pass, not counted)
     dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
@@ -381,7 +381,7 @@ def probe_layers(
     ``images``: (N, ...) tensor or array, batches of which are moved to ``device``.
     ``layers``: ``[(name, module), ...]`` or submodule names; a layer's activation is its output.
     ``memory_budget_bytes``: most activation bytes (float32) to hold at once (see the module doc).
-    ``device``: where the forward passes run and the buffers live; None: the model's device.
+    ``device``: where the forward passes run and the kept outputs live; None: the model's device.
     ``bin_sizes``: bin sizes b of the binning estimator; ``codes[b]`` holds the symbol ids.
     ``include_input``: also compute ``dist_input``, the distances of the flattened images.
     ``near``: passed to :func:`~infoflow.probe.distances.pairwise_sq_dists` (exact below it).
