@@ -24,7 +24,8 @@ breakdown of (a), and a JSON line.
 machine's speed varies by +-20% from minute to minute.
 
 Usage: python bench/bench_mi.py [--data ../shared/data/dsb2018] [--n 605] [--size 128] [--width 16]
-       [--train-steps 40] [--budget-gb 4] [--repeats 2] [--state both|trained|untrained] [--json out.json]
+       [--train-steps 40] [--budget-gb 4] [--repeats 2] [--device cpu|cuda] [--state both|trained|untrained]
+       [--json out.json]
 Runtime at the defaults on the 2-core CPU: about 7 minutes; disk: (b) writes ~6 GB to --tmp.
 """
 
@@ -59,38 +60,51 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _load(work: Path, width: int):
+def _load(work: Path, width: int, device: str = "cpu"):
     from infoflow.models import build_model
 
     model = build_model(model=1, width=width)
     model.load_state_dict(torch.load(work / "model.pt", weights_only=True))
-    model.eval()
+    model.eval().to(device)
     images = np.load(work / "images.npy")
     return model, images
 
 
-def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
-    """Best float32 GFLOP/s of an n x n matmul (torch, this process's threads)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA is asynchronous), so that wall times are true."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(n: int = 2048, repeats: int = 8, device: str = "cpu") -> float:
+    """Best float32 GFLOP/s of an n x n matmul (torch, this process's threads; full float32 on CUDA)."""
+    if torch.device(device).type == "cuda":
+        n = max(n, 8192)  # a GPU needs a larger product to reach its peak
+        torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
+    _sync(device)
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
 
 # -- (c) the lower bound ---------------------------------------------------------------------
-def part_c(work: str, width: int, batch: int) -> dict:
-    model, images = _load(Path(work), width)
+def part_c(work: str, width: int, batch: int, device: str = "cpu") -> dict:
+    model, images = _load(Path(work), width, device)
     x = torch.from_numpy(images)
-    peak = matmul_peak()
+    peak = matmul_peak(device=device)
     with torch.no_grad():
-        model(x[:batch])  # warm-up
+        model(x[:batch].to(device))  # warm-up
+        _sync(device)
         t0 = time.perf_counter()
         for s in range(0, len(x), batch):
-            model(x[s : s + batch])
+            model(x[s : s + batch].to(device))
+        _sync(device)
         forward = time.perf_counter() - t0
     dims = [int(d) for d in np.load(Path(work) / "dims.npy")]
     n = len(x)
@@ -100,13 +114,14 @@ def part_c(work: str, width: int, batch: int) -> dict:
 
 
 # -- (a) infoflow ------------------------------------------------------------------------------
-def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tuple[str, ...]) -> dict:
+def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tuple[str, ...],
+           device: str = "cpu") -> dict:
     from infoflow.config import MIConfig
     from infoflow.runs import RunDir
     from infoflow.tracker import MITracker, ProbeSet
 
     work_p = Path(work)
-    model, images = _load(work_p, width)
+    model, images = _load(work_p, width, device)
     masks = np.load(work_p / "masks.npy")
     labels = np.load(work_p / "labels.npy")
     mi = MIConfig(noise_var=(0.2,), bin_size=(0.1,), labels=("kmeans",), estimators=estimators,
@@ -123,14 +138,16 @@ def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tupl
     # The same warm-up as (c): one forward of a batch (the backend's kernels for these shapes are
     # created once per process and cached, as they are after a run's first logged epoch).
     t0 = time.perf_counter()
-    _layer_flops(model, list(model.probe_modules()), torch.from_numpy(images[:1]))
+    _layer_flops(model, list(model.probe_modules()), torch.from_numpy(images[:1]).to(device))
     with torch.no_grad():
-        model.eval()(torch.from_numpy(images[:batch]))
+        model.eval()(torch.from_numpy(images[:batch]).to(device))
+    _sync(device)
     once = time.perf_counter() - t0
     before = _dir_bytes(run_path)
     rss_before = _peak_rss()
     t0 = time.perf_counter()
     table = tracker.log_epoch(model, 1)
+    _sync(device)
     seconds = time.perf_counter() - t0
     written = _dir_bytes(run_path) - before
     out = {"seconds": seconds, "bytes_written": written, "peak_rss": _peak_rss(), "rss_before": rss_before,
@@ -158,20 +175,20 @@ def _entropy_bd(x: torch.Tensor, var: float) -> float:
     return _entropy_kl(x, 4 * var) + math.log(0.25) * dims / 2
 
 
-def part_b(work: str, width: int, batch: int, var: float) -> dict:
+def part_b(work: str, width: int, batch: int, var: float, device: str = "cpu") -> dict:
     work_p = Path(work)
-    model, images = _load(work_p, width)
+    model, images = _load(work_p, width, device)
     labels = np.load(work_p / "labels.npy")
     layers = model.probe_modules()
     x = torch.from_numpy(images)
     t0 = time.perf_counter()
     acts: list[list[np.ndarray]] = [[] for _ in layers]
-    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: acts[k].append(o.detach().numpy().copy()))
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: acts[k].append(o.detach().cpu().numpy().copy()))
              for k, (_, m) in enumerate(layers)]
     try:
         with torch.no_grad():
             for s in range(0, len(x), batch):
-                model(x[s : s + batch])
+                model(x[s : s + batch].to(device))
     finally:
         for h in hooks:
             h.remove()
@@ -194,11 +211,11 @@ def part_b(work: str, width: int, batch: int, var: float) -> dict:
     classes = np.unique(labels)
     probs = np.array([np.mean(labels == c) for c in classes])
     results = []
-    for act in data["activity"]:
-        a = torch.from_numpy(act.reshape(len(act), -1))
+    for act in data["activity"]:  # on the model's device, as the original ran its KDE on the GPU
+        a = torch.from_numpy(act.reshape(len(act), -1)).to(device)
         h_upper, h_lower = _entropy_kl(a, var), _entropy_bd(a, var)
-        hy_upper = sum(p * _entropy_kl(a[torch.from_numpy(labels == c)], var) for c, p in zip(classes, probs))
-        hy_lower = sum(p * _entropy_bd(a[torch.from_numpy(labels == c)], var) for c, p in zip(classes, probs))
+        hy_upper = sum(p * _entropy_kl(a[torch.from_numpy(labels == c).to(device)], var) for c, p in zip(classes, probs))
+        hy_lower = sum(p * _entropy_bd(a[torch.from_numpy(labels == c).to(device)], var) for c, p in zip(classes, probs))
         hmx = (a.shape[1] / 2.0) * (math.log(2 * math.pi * var) + 1)
         results.append(((h_upper - hmx) / math.log(2), (h_upper - hy_upper) / math.log(2),
                         (h_lower - hmx) / math.log(2), (h_lower - hy_lower) / math.log(2)))
@@ -271,6 +288,8 @@ def main() -> dict:
     ap.add_argument("--batch", type=int, default=32, help="probe batch size (all parts)")
     ap.add_argument("--budget-gb", type=float, default=None, help="infoflow's memory budget (default: MIConfig's)")
     ap.add_argument("--train-steps", type=int, default=40)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="where the model runs in (a), (b) and (c) (default: cuda when present)")
     ap.add_argument("--repeats", type=int, default=2,
                     help="runs of (a) and (c), alternating; the best of each is reported (the machine's speed varies)")
     ap.add_argument("--state", choices=("trained", "untrained", "both"), default="trained")
@@ -285,6 +304,7 @@ def main() -> dict:
     budget = MIConfig().memory_budget_gb if args.budget_gb is None else args.budget_gb
     est = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
     results: dict = {"n": args.n, "size": args.size, "width": args.width, "k": args.k, "batch": args.batch,
+                     "device": args.device,
                      "budget_gb": budget, "threads": torch.get_num_threads(), "estimators": est, "states": {}}
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench_mi-") as tmp:
         work = Path(tmp)
@@ -299,10 +319,10 @@ def main() -> dict:
             cs, as_ = [], []
             for rep in range(args.repeats):  # (c) and (a) alternate; the best of each counts
                 tag = f" [{rep + 1}/{args.repeats}]" if args.repeats > 1 else ""
-                c = _child(part_c, str(work), args.width, args.batch)
+                c = _child(part_c, str(work), args.width, args.batch, args.device)
                 print(f"(c) lower bound{tag}: forward {c['forward_s']:.1f} s + {c['dist_flops'] / 1e12:.2f} TFLOP at "
                       f"{c['peak_gflops']:.0f} GFLOP/s ({c['dist_s']:.1f} s) = {c['seconds']:.1f} s", flush=True)
-                a = _child(part_a, str(work), args.width, args.batch, budget, est)
+                a = _child(part_a, str(work), args.width, args.batch, budget, est, args.device)
                 t = a["timings"]
                 print(f"(a) infoflow{tag}: {a['seconds']:.1f} s (forward {t['forward']:.1f}, bin ids "
                       f"{t['hash']:.1f}, distances {t['distances']:.1f}, dry run {t['dry_run']:.1f}, "
@@ -317,7 +337,7 @@ def main() -> dict:
             row = {"a": a, "c": c, "a_over_c": a["seconds"] / c["seconds"],
                    "a_all_s": [r["seconds"] for r in as_], "c_all_s": [r["seconds"] for r in cs]}
             if not args.skip_original:
-                b = _child(part_b, str(work), args.width, args.batch, 0.2)
+                b = _child(part_b, str(work), args.width, args.batch, 0.2, args.device)
                 b.pop("estimates")
                 print(f"(b) original: {b['seconds']:.1f} s (forward {b['forward_s']:.1f}, pickle {b['pickle_s']:.1f}, "
                       f"load {b['load_s']:.1f}, KDE {b['kde_s']:.1f}); wrote {_gb(b['bytes_written'])}; "

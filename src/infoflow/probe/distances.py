@@ -332,9 +332,10 @@ class RowBlocks:
             if isinstance(cols, slice):
                 src = blk[:, cols] if local is None else blk[local, cols]
             elif self.cpu:  # np.take gathers columns twice as fast as fancy indexing
-                src = np.take(blk if local is None else blk[local], cols, axis=1)
+                src = np.take(blk, cols, axis=1)  # (a block's rows) x (these columns): then the rows
+                src = src if local is None else src[local]
             else:
-                src = blk[:, cols] if local is None else blk[local][:, cols]
+                src = blk[:, cols] if local is None else blk[:, cols][local]
             if shift is None:
                 out[sl] = src
             elif self.cpu:
