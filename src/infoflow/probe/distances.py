@@ -119,7 +119,7 @@ _FORCE_TORCH = False  # tests: take the torch (CUDA) code path on CPU tensors
 _PILOT_MIN_N = 160  # below this many rows tier 1 always runs
 _PILOT_ROWS = 64  # rows of the pilot that decides whether tier 1 is worth running
 _MAX_K64 = 2048  # columns per float64 Gram block (worst-case bound ~(2048 + 20) * 2^-53)
-_TIER2_ROUNDS = 3  # float64 Gram rounds, each over the rows still unresolved (if at most half)
+_TIER2_ROUNDS = 3  # float64 Gram rounds; after the first, one per connected group of rows left
 
 
 class NonFiniteError(ProbeError):
@@ -288,9 +288,7 @@ class RowBlocks:
         keep = np.flatnonzero(~(lo == hi))  # NaN is kept (and caught later)
         self.varied = True
         self.lo, self.hi = lo, hi
-        out = self if len(keep) == self.d else self.columns(keep)
-        out.varied = True
-        return out
+        return self if len(keep) == self.d else self.columns(keep)  # a copy: varied too
 
     @classmethod
     def of(cls, acts: Any) -> "RowBlocks":
@@ -379,7 +377,6 @@ class _Centered:
         self.plan = x.plan(rows)
         self.n = x.n if rows is None else len(rows)
         self.d = x.d
-        self.mu = mu
         if dtype == torch.float32:  # the input's precision: float32 - float32, or float64 then rounded
             self.shift = mu.astype(x.blocks[0].dtype) if x.cpu else mu.to(x.dtype)
         else:
@@ -596,14 +593,10 @@ def pairwise_sq_dists(
     for rnd in range(_TIER2_ROUNDS):
         if not len(todo):
             break
-        if rnd == 0:
-            label = np.zeros(n, dtype=np.int64)
-            groups = [np.unique(np.concatenate([iu[todo], ju[todo]]))]
-        else:
-            label = _components(n, iu[todo], ju[todo])[1]
+        label = np.zeros(n, dtype=np.int64) if rnd == 0 else _components(n, iu[todo], ju[todo])[1]
         pair_group = label[iu[todo]]
-        if rnd > 0:
-            groups = [np.flatnonzero(label == c) for c in np.unique(pair_group)]
+        groups = ([np.unique(np.concatenate([iu[todo], ju[todo]]))] if rnd == 0
+                  else [np.flatnonzero(label == c) for c in np.unique(pair_group)])
         keep = np.ones(len(todo), dtype=bool)
         for rows in groups:
             gid = label[rows[0]]
@@ -635,7 +628,6 @@ def pairwise_sq_dists(
     if len(todo):
         vals[todo] = _direct(x, iu[todo], ju[todo])
         counts["direct"] = len(todo)
-
 
     np.maximum(vals, 0.0, out=vals)
     out[iu, ju] = vals

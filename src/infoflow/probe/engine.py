@@ -276,10 +276,8 @@ def _storage_order(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(sorted(range(1, t.dim()), key=lambda k: -t.stride(k)))
 
 
-def _sample_rows(name: str, t: torch.Tensor, b: int, order: tuple[int, ...]) -> torch.Tensor:
+def _sample_rows(t: torch.Tensor, b: int, order: tuple[int, ...]) -> torch.Tensor:
     """The output ``t`` of a batch of ``b`` samples as float32 rows (b, D), a view when possible."""
-    if t.dim() == 0 or t.shape[0] != b:
-        raise ProbeError(f"probe layer {name!r} output has shape {tuple(t.shape)} for a batch of {b}")
     rows = t.permute(0, *order).reshape(b, -1)
     if rows.dtype != torch.float32:
         rows = rows.float()
@@ -319,12 +317,12 @@ def _run_pass(model: nn.Module, x_all: torch.Tensor, dev: torch.device, pairs: S
     def grab(idx: int, name: str, output: Any) -> None:
         t = output_tensor(name, output).detach()
         b = state["b"]
-        if t.numel() != b * dims[idx]:
+        if t.dim() == 0 or t.shape[0] != b or t.numel() != b * dims[idx]:
             raise ProbeError(
                 f"probe layer {name!r} output has shape {tuple(t.shape)} for a batch of {b}; "
                 f"expected {b} x {dims[idx]} values"
             )
-        rows = _sample_rows(name, t, b, order.setdefault(idx, _storage_order(t)))
+        rows = _sample_rows(t, b, order.setdefault(idx, _storage_order(t)))
         ver = _version(rows)
         if idx in copy or ver is None or not _owned(rows):
             rows, ver = rows.clone(), None
@@ -447,8 +445,8 @@ def probe_layers(
         sizes = [n * dims[i] * 4 for i in order]
         plan = plan_groups(sizes, [flops[i] for i in order], int(memory_budget_bytes))
         groups = [[order[p] for p in range(a, b)] for a, b in plan]
-        for g in groups:
-            held = sum(n * dims[i] * 4 for i in g)
+        group_bytes = [sum(sizes[a:b]) for a, b in plan]
+        for g, held in zip(groups, group_bytes):
             if held > memory_budget_bytes:
                 warnings.warn(
                     ProbeWarning(
@@ -465,18 +463,17 @@ def probe_layers(
         peak = 0
 
         # ---- one pass per group -----------------------------------------------------------------
-        for gi, group in enumerate(groups):
+        for gi, (group, held) in enumerate(zip(groups, group_bytes)):
             names = [pairs[i][0] for i in group]
-            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, "
-                f"{_fmt_bytes(sum(n * dims[i] * 4 for i in group))})")
+            say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {_fmt_bytes(held)})")
             t0 = time.perf_counter()
             kept = _run_pass(model, x_all, dev, pairs, group, dims, batch_size)
-            peak = max(peak, sum(n * dims[i] * 4 for i in group))
+            peak = max(peak, held)
             timings["forward"] += time.perf_counter() - t0
             for i in group:
+                t1 = time.perf_counter()
                 rows = RowBlocks(kept.pop(i)).varying()  # constant columns dropped once, for both
                 st: dict = {}
-                t1 = time.perf_counter()
                 try:
                     dist[i] = pairwise_sq_dists(rows, near=near, stats=st)
                 except NonFiniteError:
