@@ -12,7 +12,10 @@ probe layers; 2,506,752 activation values per image) it measures, in one run:
     each entropy call recomputing its float32 distance matrix ``|x|^2 + |y|^2 - 2 x.y`` as the
     original ``kde.py`` did (torch float32 products: the same BLAS as (a));
 (c) the lower bound: one plain forward pass of the probe set (no hooks) plus 2 N^2 D flops of
-    distance products at the float32 matrix-multiply peak measured in this run.
+    distance products at the float32 matrix-multiply peak measured in this run. The forward is
+    timed twice, with the C library's allocator as it comes and with freed memory retained as
+    infoflow's probe runs it (``infoflow.probe.heap``; on this VM that saves the forward ~25%),
+    and the faster counts, so the bound gets every advantage (a) has.
 
 Each part runs in a fresh child process, so each peak RSS (``ru_maxrss``) is its own. The
 weights: the untrained network, or (``--train-steps``, default 40) a short Adam training on the
@@ -98,19 +101,28 @@ def part_c(work: str, width: int, batch: int, device: str = "cpu") -> dict:
     model, images = _load(Path(work), width, device)
     x = torch.from_numpy(images)
     peak = matmul_peak(device=device)
-    with torch.no_grad():
-        model(x[:batch].to(device))  # warm-up
-        _sync(device)
+    from infoflow.probe.heap import retained_heap
+
+    def forward() -> float:
         t0 = time.perf_counter()
         for s in range(0, len(x), batch):
             model(x[s : s + batch].to(device))
         _sync(device)
-        forward = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    with torch.no_grad():
+        model(x[:batch].to(device))  # warm-up
+        _sync(device)
+        plain = forward()  # the C library's allocator as it comes
+        with retained_heap():  # as infoflow's probe runs it: freed memory reused, not faulted in again
+            retained = forward()
     dims = [int(d) for d in np.load(Path(work) / "dims.npy")]
     n = len(x)
     flops = 2.0 * n * n * sum(dims)
-    return {"forward_s": forward, "peak_gflops": peak, "dist_flops": flops, "dist_s": flops / peak / 1e9,
-            "seconds": forward + flops / peak / 1e9, "peak_rss": _peak_rss()}
+    best = min(plain, retained)  # the bound takes the faster forward
+    return {"forward_s": best, "forward_plain_s": plain, "forward_retained_s": retained, "peak_gflops": peak,
+            "dist_flops": flops, "dist_s": flops / peak / 1e9, "seconds": best + flops / peak / 1e9,
+            "peak_rss": _peak_rss()}
 
 
 # -- (a) infoflow ------------------------------------------------------------------------------
@@ -320,7 +332,9 @@ def main() -> dict:
             for rep in range(args.repeats):  # (c) and (a) alternate; the best of each counts
                 tag = f" [{rep + 1}/{args.repeats}]" if args.repeats > 1 else ""
                 c = _child(part_c, str(work), args.width, args.batch, args.device)
-                print(f"(c) lower bound{tag}: forward {c['forward_s']:.1f} s + {c['dist_flops'] / 1e12:.2f} TFLOP at "
+                print(f"(c) lower bound{tag}: forward {c['forward_s']:.1f} s (allocator as it comes "
+                      f"{c['forward_plain_s']:.1f} s, memory retained {c['forward_retained_s']:.1f} s; the faster counts) "
+                      f"+ {c['dist_flops'] / 1e12:.2f} TFLOP at "
                       f"{c['peak_gflops']:.0f} GFLOP/s ({c['dist_s']:.1f} s) = {c['seconds']:.1f} s", flush=True)
                 a = _child(part_a, str(work), args.width, args.batch, budget, est, args.device)
                 t = a["timings"]

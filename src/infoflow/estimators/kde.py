@@ -62,6 +62,25 @@ def _row_terms(neg_scaled: np.ndarray, mask: np.ndarray | None = None) -> np.nda
     return logsumexp(np.where(mask, neg_scaled, -np.inf), axis=1)
 
 
+def _mixture_terms(neg: np.ndarray, same: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Row logsumexps of ``neg`` (all j, and j of the row's class where ``same`` is given).
+
+    With a zero diagonal (distances of a sample to itself; ``neg <= 0``) each row's largest term
+    is its own, ``exp(0) = 1``, so ``logsumexp_j = log1p(sum_{j != i} exp(neg_ij))`` (what scipy's
+    logsumexp computes after its max shift) from one ``exp`` shared by both sums; otherwise
+    scipy's logsumexp.
+    """
+    if not np.all(np.diagonal(neg) == 0.0):
+        return _row_terms(neg), None if same is None else _row_terms(neg, same)
+    e = np.exp(neg)
+    np.fill_diagonal(e, 0.0)
+    t = np.log1p(e.sum(axis=1))
+    if same is None:
+        return t, None
+    np.multiply(e, same, out=e)
+    return t, np.log1p(e.sum(axis=1))
+
+
 def kde_mi(
     dist: Any,
     labels: Any = None,
@@ -107,7 +126,10 @@ def kde_mi(
 
     # Mean log mixture density of the samples, up to the Gaussian normalisation (nats):
     #   t_i = logsumexp_j(-d_ij / (2 var)) - log N,   I(X;M) = -mean(t_i)
-    t = _row_terms(neg) - math.log(n)
+    y = None if labels is None else as_labels(labels, n)
+    same = None if y is None else y[:, None] == y[None, :]
+    t, tc = _mixture_terms(neg, same)
+    t = t - math.log(n)
     i_xm = -float(np.mean(t))
 
     # H(M) = D/2 + (D/2) log(2 pi s2) + I(X;M)  (the 4 s2 of the lower bound cancels with (D/2) log(1/4))
@@ -115,15 +137,13 @@ def kde_mi(
     h_m = 0.5 * dim_i + const + i_xm
     h_m_given_x = 0.5 * dim_i * (math.log(2.0 * math.pi * s2) + 1.0)
 
-    if labels is None:
+    if y is None or tc is None:
         i_ym = math.nan
         h_m_given_y = math.nan
     else:
-        y = as_labels(labels, n)
         counts = np.bincount(y)
-        same = y[:, None] == y[None, :]
         # Same-class mixture for each sample: t^c_i = logsumexp_{j in c(i)} - log N_c(i)
-        tc = _row_terms(neg, same) - np.log(counts[y].astype(np.float64))
+        tc = tc - np.log(counts[y].astype(np.float64))
         # sum_c p_c mean_{i in c} (.) = (1/N) sum_i (.)
         i_ym = float(np.mean(tc - t))
         h_m_given_y = 0.5 * dim_i + const - float(np.mean(tc))

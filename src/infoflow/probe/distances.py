@@ -21,9 +21,10 @@ Tier 1, float32 Gram (BLAS)
     (MKL) on CPU too, about 2x slower there), and block results are summed in float64 by pairwise
     (tree) summation. The squared norms ``n_i = |c_i|^2`` are float64 sums of the exact float64
     products of the float32 ``c``, and ``d~ = n_i + n_j - 2 G_ij``.
-    A pilot runs tier 1 on the 64 rows first (when N >= 160); if every row can be expected to
-    have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly every row anyway and
-    tier 1 is skipped. (Activations of an untrained net, whose distances are all below ``near``,
+    A pilot runs tier 1 on 64 rows first (when N >= 160), on about 16,384 evenly spaced
+    columns (its distances scaled up to all columns: a prediction, not a result); if every row
+    can be expected to have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly
+    every row anyway and tier 1 is skipped. (Activations of an untrained net, whose distances are all below ``near``,
     and strongly correlated real images take that path.)
 Tier 2, float64 Gram
     The pairs left are recomputed the same way in float64 (products and sums, blocks of
@@ -31,7 +32,7 @@ Tier 2, float64 Gram
     only the rows they involve, shifted by those rows' float64 mean. The pairs it cannot vouch
     for (distances tiny against the norms) get further rounds (up to 3 in all): they split into
     connected groups of rows, and each group with at most half the rows of the group it came from
-    gets a Gram of its own rows, centred on its own mean; a tight cluster of near duplicates so
+    gets a Gram of its own rows, centred on one of its rows; a tight cluster of near duplicates so
     gets small norms and tight bounds, at the cost of its own size only.
 Tier 3, direct
     What tier 2 cannot vouch for is computed directly: ``sum_k (a_ik - a_jk)^2`` with the
@@ -94,8 +95,9 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterable, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
@@ -115,9 +117,11 @@ DEFAULT_GRAM_ERROR = 16.0
 
 _BLOCK_BYTES = 64 * 2**20  # temporaries of one column block (float64 copy of N x K) stay below this
 _MAX_K32 = 8192  # columns per float32 Gram block (the worst-case bound grows with it)
+_MINMAX_COLS = 131072  # most columns per chunk of the min/max pass (at least one chunk per thread)
 _FORCE_TORCH = False  # tests: take the torch (CUDA) code path on CPU tensors
 _PILOT_MIN_N = 160  # below this many rows tier 1 always runs
 _PILOT_ROWS = 64  # rows of the pilot that decides whether tier 1 is worth running
+_PILOT_COLS = 16384  # and about this many of the columns (evenly spaced)
 _MAX_K64 = 2048  # columns per float64 Gram block (worst-case bound ~(2048 + 20) * 2^-53)
 _TIER2_ROUNDS = 3  # float64 Gram rounds; after the first, one per connected group of rows left
 
@@ -175,13 +179,43 @@ def _full_precision_matmul() -> Iterator[None]:
             torch.set_float32_matmul_precision(prev)
 
 
-@contextmanager
-def _blas_threads() -> Iterator[None]:
-    """numpy's BLAS limited to torch's thread count (oversubscribed OpenBLAS threads crawl)."""
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _workers() -> int:
+    """Threads of the CPU passes: torch's thread count (so they follow the run's setting)."""
+    return max(1, torch.get_num_threads())
+
+
+def _cpu_map(fn: Callable[[Any], Any], parts: Sequence[Any]) -> list[Any]:
+    """``[fn(p) for p in parts]``, the parts on parallel threads (at most :func:`_workers`).
+
+    The CPU passes over the activations (min/max, means, the Gram blocks) split their columns
+    between threads, each running numpy single-threaded: numpy releases the GIL in its loops and
+    OpenBLAS is limited to one thread per call meanwhile, so the threads never wait on each
+    other's thread pools (interleaving OpenBLAS's and torch's pools on few cores makes their
+    idle threads spin against the busy ones: the copies ran ~5x slower that way). With the reads
+    and products of a thread's column blocks in its own caches, the float64 Gram of a layer
+    runs at the BLAS's speed with the reads hidden.
+    """
+    global _POOL
+    if len(parts) <= 1:
+        return [fn(p) for p in parts]
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
-        yield
+    w = _workers()
+    if _POOL is None or _POOL._max_workers != w:
+        if _POOL is not None:
+            _POOL.shutdown()
+        _POOL = ThreadPoolExecutor(max_workers=w, thread_name_prefix="infoflow-dist")
+    with threadpool_limits(limits=1, user_api="blas"):
+        return list(_POOL.map(fn, parts))
+
+
+def _split(items: Sequence[Any]) -> list[Sequence[Any]]:
+    """``items`` dealt round-robin into one part per worker (fewer when there are fewer items)."""
+    w = min(_workers(), len(items))
+    return [items[t::w] for t in range(w)]
 
 
 def _block_cols(n_rows: int, cap: int) -> int:
@@ -221,6 +255,15 @@ class _TreeSum:
     @property
     def depth(self) -> int:
         return 2 * max(1, math.ceil(math.log2(max(self.count, 1)))) + 1
+
+    @staticmethod
+    def combine(sums: Sequence["_TreeSum"]) -> tuple[Any, int]:
+        """Total of several sums (one per thread) and the depth bound of that total."""
+        totals = [t for t in (s.total() for s in sums) if t is not None]
+        acc = totals[0]
+        for t in totals[1:]:
+            acc += t
+        return acc, max(s.depth for s in sums) + len(totals) - 1
 
 
 class RowBlocks:
@@ -276,9 +319,23 @@ class RowBlocks:
         kept columns' min and max are kept in ``lo`` and ``hi``."""
         if self.varied or self.n == 0:
             return self
-        if self.cpu:
-            lo = np.minimum.reduce([blk.min(axis=0) for blk in self.blocks])
-            hi = np.maximum.reduce([blk.max(axis=0) for blk in self.blocks])
+        if self.cpu:  # column chunks on parallel threads, each a running min and max over the rows
+            d_all = self.blocks[0].shape[1]
+            lo, hi = np.empty(d_all, self.blocks[0].dtype), np.empty(d_all, self.blocks[0].dtype)
+
+            chunk = max(1024, min(_MINMAX_COLS, -(-d_all // _workers())))
+
+            def minmax(starts: Sequence[int]) -> None:
+                for s in starts:
+                    e = min(d_all, s + chunk)
+                    lo_c, hi_c = lo[s:e], hi[s:e]
+                    lo_c[:] = hi_c[:] = self.blocks[0][0, s:e]
+                    for blk in self.blocks:
+                        for row in blk[:, s:e]:
+                            np.minimum(lo_c, row, out=lo_c)
+                            np.maximum(hi_c, row, out=hi_c)
+
+            _cpu_map(minmax, _split(range(0, d_all, chunk)))
         else:
             lo = torch.stack([blk.amin(dim=0) for blk in self.blocks]).amin(dim=0).cpu().numpy()
             hi = torch.stack([blk.amax(dim=0) for blk in self.blocks]).amax(dim=0).cpu().numpy()
@@ -325,13 +382,18 @@ class RowBlocks:
                 cols = slice(int(c[0]), int(c[-1]) + 1)  # a contiguous run: a view
             else:
                 cols = c
+                c0 = int(c[0]) if len(c) else 0
+                span, rel = slice(c0, int(c[-1]) + 1 if len(c) else 0), c - c0  # the columns' span
         for b, local, sl in plan:
             blk = self.blocks[b]
             if isinstance(cols, slice):
                 src = blk[:, cols] if local is None else blk[local, cols]
             elif self.cpu:  # np.take gathers columns twice as fast as fancy indexing
-                src = np.take(blk, cols, axis=1)  # (a block's rows) x (these columns): then the rows
-                src = src if local is None else src[local]
+                if local is not None and len(local) * (span.stop - span.start) < blk.shape[0] * len(cols):
+                    src = np.take(blk[local, span], rel, axis=1)  # the rows first, over these columns' span
+                else:
+                    src = np.take(blk, cols, axis=1)  # the columns first, of all the block's rows
+                    src = src if local is None else src[local]
             else:
                 src = blk[:, cols] if local is None else blk[:, cols][local]
             if shift is None:
@@ -352,10 +414,18 @@ class RowBlocks:
         plan = self.plan(rows)
         n = self.n if rows is None else len(rows)
         mu = np.zeros(self.d) if self.cpu else torch.zeros(self.d, dtype=torch.float64, device=self.device)
-        for s in range(0, self.d, k):
-            e = min(self.d, s + k)
-            blk = self.read(plan, s, e, self.empty(n, e - s, self.dtype))
-            mu[s:e] = blk.sum(axis=0, dtype=np.float64) if self.cpu else blk.sum(dim=0, dtype=torch.float64)
+
+        def sums(starts: Sequence[int]) -> None:
+            for s in starts:
+                e = min(self.d, s + k)
+                blk = self.read(plan, s, e, self.empty(n, e - s, self.dtype))
+                mu[s:e] = blk.sum(axis=0, dtype=np.float64) if self.cpu else blk.sum(dim=0, dtype=torch.float64)
+
+        starts = range(0, self.d, k)
+        if self.cpu:
+            _cpu_map(sums, _split(starts))
+        else:
+            sums(starts)
         mu /= n
         if not (bool(np.isfinite(mu).all()) if self.cpu else bool(torch.isfinite(mu).all())):
             raise NonFiniteError("activations contain NaN or infinite values")
@@ -382,9 +452,10 @@ class _Centered:
         else:
             self.shift = mu
 
-    def blocks(self) -> Iterator[Any]:
+    def blocks(self, starts: Iterable[int]) -> Iterator[Any]:
+        """The shifted column blocks beginning at ``starts`` (one reused buffer)."""
         buf = self.x.empty(self.n, min(self.k, self.d), self.dtype)
-        for s in range(0, self.d, self.k):
+        for s in starts:
             e = min(self.d, s + self.k)
             out = buf if e - s == buf.shape[1] else self.x.empty(self.n, e - s, self.dtype)
             yield self.x.read(self.plan, s, e, out, self.shift[s:e])
@@ -392,13 +463,16 @@ class _Centered:
     def stats(self, backend: str) -> tuple[np.ndarray, float, np.ndarray, float]:
         """Squared norms (float64) of the shifted rows with their relative error bound, and their
         Gram matrix (float64) with its worst-case error factor g, ``|G~_ij - c_i.c_j| <= g nu_i nu_j``
-        whatever the summation order inside BLAS. One pass over the columns. float32 tier: the
-        norms are float64 sums of exact products; float64 tier: the Gram's diagonal (same bound)."""
+        whatever the summation order inside BLAS. One pass over the columns; on CPU with numpy the
+        column blocks are dealt to parallel threads (:func:`_cpu_map`), each with its own sums.
+        float32 tier: the norms are float64 sums of exact products; float64 tier: the Gram's
+        diagonal (same bound)."""
         exact_norms = self.dtype == torch.float32
-        norms, grams = _TreeSum(), _TreeSum()
         use_torch_mm = backend != "numpy" or not self.x.cpu
-        with _blas_threads() if (self.x.cpu and not use_torch_mm) else nullcontext():
-            for c in self.blocks():
+
+        def work(starts: Iterable[int]) -> tuple[_TreeSum, _TreeSum]:
+            norms, grams = _TreeSum(), _TreeSum()
+            for c in self.blocks(starts):
                 if exact_norms:
                     if self.x.cpu:
                         norms.add(np.einsum("ij,ij->i", c, c, dtype=np.float64))  # float64 products and sums
@@ -411,14 +485,18 @@ class _Centered:
                     ct = torch.from_numpy(c) if self.x.cpu else c
                     g_blk = torch.mm(ct, ct.T).to(torch.float64)
                     grams.add(g_blk.numpy() if self.x.cpu else g_blk)
-        g = grams.total()
+            return norms, grams
+
+        starts = range(0, self.d, self.k)
+        parts = [work(starts)] if use_torch_mm else _cpu_map(work, _split(starts))
+        g, g_depth = _TreeSum.combine([p[1] for p in parts])
         g = g if self.x.cpu else g.cpu().numpy()
         g_block = _gamma(self.k, U32 if exact_norms else U64)
-        g_gram = g_block + _gamma(grams.depth, U64) * (1.0 + g_block)
+        g_gram = g_block + _gamma(g_depth, U64) * (1.0 + g_block)
         if exact_norms:
-            nrm = norms.total()
+            nrm, n_depth = _TreeSum.combine([p[0] for p in parts])
             nrm = nrm if self.x.cpu else nrm.cpu().numpy()
-            g_norm = _gamma(self.k + norms.depth, U64)  # exact products; a block sum of k terms; the tree
+            g_norm = _gamma(self.k + n_depth, U64)  # exact products; a block sum of k terms; the trees
         else:
             nrm, g_norm = np.diagonal(g).copy(), g_gram
         if not np.isfinite(nrm).all():
@@ -566,11 +644,17 @@ def pairwise_sq_dists(
     # Pilot: tier 1 on a fixed random subset of rows. If each row can be expected to have a couple
     # of pairs tier 1 cannot vouch for, tier 2 will need (nearly) every row anyway: skip tier 1.
     if pick is not None:
+        # on every step-th column only (a prediction: the tiers below vouch for every pair anyway),
+        # its distances and norms scaled up by step
+        step = max(1, d // _PILOT_COLS)
+        cols = np.arange(0, d, step)
+        xp, mu_p = (x, mu_all) if step == 1 else (x.columns(cols), mu_all[cols])
         with _full_precision_matmul():
-            nrm_p, g_norm_p, gp, g_gram_p = _Centered(x, torch.float32, k1, pick, mu_all).stats(backend)
+            nrm_p, g_norm_p, gp, g_gram_p = _Centered(xp, torch.float32, k1, pick, mu_p).stats(backend)
         pi, pj = np.triu_indices(len(pick), 1)
-        ni, nj = nrm_p[pi], nrm_p[pj]
-        q = 1.0 - tier1_ok(ni + nj - 2.0 * gp[pi, pj], ni, nj, g_gram_p, g_norm_p).mean()
+        scale = d / len(cols)
+        ni, nj = scale * nrm_p[pi], scale * nrm_p[pj]
+        q = 1.0 - tier1_ok(ni + nj - 2.0 * scale * gp[pi, pj], ni, nj, g_gram_p, g_norm_p).mean()
         counts["skipped_gram32"] = bool(q * (n - 1) >= 2.0)
     if not counts["skipped_gram32"]:
         with _full_precision_matmul():
@@ -586,7 +670,7 @@ def pairwise_sq_dists(
 
     # ---- tier 2: float64 Grams, worst-case bounds only -----------------------------------------
     # Round 1: one Gram over every row of a pair left. Later rounds (at most _TIER2_ROUNDS in all):
-    # the pairs still left split into connected groups of rows, each recentred on its own mean
+    # the pairs still left split into connected groups of rows, each recentred on one of its rows
     # (a tight group of near duplicates gets small norms and tight bounds), if it has at most half
     # the rows of the group it came from.
     last_size = np.full(n, 2 * n)
@@ -605,7 +689,7 @@ def pairwise_sq_dists(
             last_size[rows] = len(rows)
             sel = rows if len(rows) < n else None
             k2 = _block_cols(len(rows), _MAX_K64)
-            mu = mu_all if sel is None else x.mean(sel, k2)
+            mu = mu_all if sel is None else x.mean(sel[:1], x.d)  # one of its rows: a read of one row
             nrm2, g_norm2, g2, g_gram2 = _Centered(x, torch.float64, k2, sel, mu).stats(backend)
             mine = np.flatnonzero(pair_group == gid)
             local = np.full(n, -1, dtype=np.int64)

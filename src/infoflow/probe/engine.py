@@ -55,6 +55,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..errors import ProbeError
 from .capture import LayerSpec, forward_hooks, output_tensor, resolve_layers
 from .distances import DEFAULT_NEAR, NonFiniteError, RowBlocks, pairwise_sq_dists
+from .heap import retained_heap
 
 
 class ProbeWarning(UserWarning):
@@ -405,6 +407,8 @@ def probe_layers(
     timings = {"dry_run": 0.0, "forward": 0.0, "hash": 0.0, "distances": 0.0, "input": 0.0}
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
+    heap = ExitStack()
+    heap.enter_context(retained_heap())  # freed memory reused by later batches, passes, layers (.heap)
     try:
         # ---- dry run: D per layer and forward order (FLOPs counted only if a split is needed) ---
         calls = [0] * n_layers
@@ -462,8 +466,9 @@ def probe_layers(
         codes = {b: np.zeros((n_layers, n), dtype=np.int64) for b in bins}
         peak = 0
 
-        # ---- one pass per group -----------------------------------------------------------------
-        for gi, (group, held) in enumerate(zip(groups, group_bytes)):
+        # ---- one pass per group, the largest first: later passes reuse its memory (.heap) --------
+        runs = sorted(zip(groups, group_bytes), key=lambda gb: -gb[1])
+        for gi, (group, held) in enumerate(runs):
             names = [pairs[i][0] for i in group]
             say(f"pass {gi + 1}/{len(groups)}: {names[0]} .. {names[-1]} ({len(group)} layers, {_fmt_bytes(held)})")
             t0 = time.perf_counter()
@@ -492,6 +497,7 @@ def probe_layers(
             dist_input = pairwise_sq_dists(x_all.reshape(n, -1), near=near)
             timings["input"] = time.perf_counter() - t0
     finally:
+        heap.close()
         for m, mode in modes:
             m.training = mode
 
