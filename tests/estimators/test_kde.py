@@ -205,3 +205,27 @@ def test_bad_shapes_raise():
         kde_mi(np.zeros((3, 3)), [0, 1], noise_var=0.2, dim=1)
     with pytest.raises(InfoflowError):
         kde_mi(np.full((2, 2), np.nan), noise_var=0.2, dim=1)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 1e4])
+def test_shared_exp_row_sums_equal_scipy_logsumexp(scale):
+    """The row logsumexps from one shared exp (zero diagonal: log1p of the other terms) agree with
+    scipy's logsumexp, over all samples and within classes, from coinciding points to points so
+    far apart that every off-diagonal term underflows; a matrix with a nonzero diagonal takes
+    scipy's path."""
+    from scipy.special import logsumexp
+
+    from infoflow.estimators.kde import _mixture_terms
+
+    rng = np.random.default_rng(3)
+    d = sqdist(rng.normal(size=(60, 5))) * scale
+    y = rng.integers(0, 4, 60)
+    neg = -d / 0.4
+    same = y[:, None] == y[None, :]
+    t, tc = _mixture_terms(neg, same)
+    np.testing.assert_allclose(t, logsumexp(neg, axis=1), rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(tc, logsumexp(np.where(same, neg, -np.inf), axis=1), rtol=1e-14, atol=1e-300)
+    neg[0, 0] = -1.0
+    t2, tc2 = _mixture_terms(neg, same)
+    np.testing.assert_array_equal(t2, logsumexp(neg, axis=1))
+    assert _mixture_terms(neg, None)[1] is None

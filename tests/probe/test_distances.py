@@ -280,8 +280,8 @@ def test_row_blocks_torch_code_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tier2_rounds_recentre_each_group_of_near_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two separate tight groups inside a broad set: the second round centres each group on its own
-    mean with a Gram of its own rows only (11 and 9 rows, not 20), and every pair is exact."""
+    """Two separate tight groups inside a broad set: the second round centres each group on one of
+    its rows with a Gram of its own rows only (11 and 9 rows, not 20), and every pair is exact."""
     from infoflow.probe import distances
 
     rng = np.random.default_rng(12)
@@ -302,3 +302,54 @@ def test_tier2_rounds_recentre_each_group_of_near_duplicates(monkeypatch: pytest
     check(pairwise_sq_dists(a, near=1e9, stats=stats), exact(a), near=1e9)
     assert stats["direct"] == 0 and stats["gram32"] == 0
     assert sizes[0] == n and sorted(sizes[1:]) == [10, 12]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_count_changes_nothing_beyond_the_error_model(threads: int) -> None:
+    """The CPU passes deal column blocks to torch.get_num_threads() threads, each with its own
+    sums: with 1, 2 or 3 threads every pair still meets the error model against exact float64,
+    the varying columns are the same, and the result does not depend on the threads' timing."""
+    rng = np.random.default_rng(13)
+    n, d = 200, 40_000  # 20 float64 column blocks of 2,048: every thread gets several
+    a = (2.0 + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
+    a[10] = a[11] + (1e-4 * rng.standard_normal(d)).astype(np.float32)
+    a[12] = a[11]
+    a[:, 5_000:9_000] = np.float32(0.25)  # constant columns
+    ref = exact(a)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        blocks = [a[s : s + 32] for s in range(0, n, 32)]
+        stats: dict = {}
+        got = pairwise_sq_dists(blocks, stats=stats)
+        again = pairwise_sq_dists(blocks)
+    finally:
+        torch.set_num_threads(prev)
+    check(got, ref)
+    np.testing.assert_array_equal(got, again)
+    assert stats["columns"] == d - 4_000
+
+
+@pytest.mark.parametrize("rows", [None, [0], [1, 5, 6], list(range(3, 40)), list(range(0, 50, 2))])
+@pytest.mark.parametrize("cols", ["all", "runs", "sparse"])
+@pytest.mark.parametrize("step", [1, 7])
+def test_row_block_reads_match_fancy_indexing(rows, cols, step) -> None:
+    """RowBlocks.read picks rows first or columns first by cost; both give x[rows][:, cols] - shift
+    exactly (float32 in, float64 out, as the float64 tier reads)."""
+    from infoflow.probe import distances
+
+    rng = np.random.default_rng(14)
+    n, d = 50, 3_000
+    a = rng.standard_normal((n, d)).astype(np.float32)
+    x = distances.RowBlocks([a[s : s + 16] for s in range(0, n, 16)])
+    keep = {"all": np.arange(d), "runs": np.r_[10:900, 1000:2500], "sparse": np.sort(rng.choice(d, 400, replace=False))}[cols]
+    if cols != "all":
+        x = x.columns(keep)
+    r = None if rows is None else np.asarray(rows)
+    s, e = 5, len(keep) - 3
+    shift = rng.standard_normal(len(keep))[s:e:step]
+    want_cols = keep[s:e:step]
+    want = a[:, want_cols] if r is None else a[r][:, want_cols]
+    out = np.empty((n if r is None else len(r), len(want_cols)))
+    x.read(x.plan(r), s, e, out, shift, step=step)
+    np.testing.assert_array_equal(out, want.astype(np.float64) - shift)

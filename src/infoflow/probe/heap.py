@@ -56,15 +56,17 @@ def retained_heap() -> Iterator[bool]:
         finally:
             _depth -= 1
         return
-    ok = bool(libc.mallopt(M_MMAP_THRESHOLD, _RETAIN_MMAP)) and bool(libc.mallopt(M_TRIM_THRESHOLD, _RETAIN_TRIM))
+    ok = bool(libc.mallopt(M_MMAP_THRESHOLD, _RETAIN_MMAP))  # refused: nothing was changed
+    ok = ok and bool(libc.mallopt(M_TRIM_THRESHOLD, _RETAIN_TRIM))
     _depth += 1
     try:
         yield ok
     finally:
         _depth -= 1
-        libc.mallopt(M_MMAP_THRESHOLD, _AFTER_MMAP)
-        libc.mallopt(M_TRIM_THRESHOLD, _AFTER_TRIM)
-        libc.malloc_trim(0)
+        if ok:
+            libc.mallopt(M_MMAP_THRESHOLD, _AFTER_MMAP)
+            libc.mallopt(M_TRIM_THRESHOLD, _AFTER_TRIM)
+            libc.malloc_trim(0)
 
 
 _depth = 0
