@@ -35,7 +35,7 @@ from torch import nn
 
 from .config import MIConfig
 from .errors import ConfigError, RunError
-from .layers import Merge, Network, describe_network
+from .layers import Merge, Network, describe_network, model_device
 from .runs import RunDir
 
 Schedule = Union[str, Sequence[int]]
@@ -199,7 +199,7 @@ class Tracker:
         self.transform = _transform(output_transform)
         self.device = None if device is None else torch.device(device)
 
-        dev = self.device or _device_of(model)
+        dev = self.device or model_device(model)
         if example_input is None:
             example_input = torch.from_numpy(images[:1]).to(dev)
         self.network: Network = describe_network(model, example_input, layers=layers, name=name,
@@ -339,7 +339,7 @@ class Tracker:
     @torch.no_grad()
     def _save_predictions(self, model: nn.Module, epoch: int) -> None:
         images, ids = self._pred
-        dev = self.device or _device_of(model)
+        dev = self.device or model_device(model)
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
@@ -362,14 +362,6 @@ def _epoch(epoch: Any) -> int:
     if e < 1 or e != epoch:
         raise ConfigError(f"epochs are 1-based integers (epoch e = after e epochs of training), got {epoch!r}")
     return e
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 __all__ = ["METRIC_ALIASES", "Tracker", "in_code_schedule", "schedule_predicate"]

@@ -194,6 +194,15 @@ def _first_conv(model: nn.Module) -> nn.Module | None:
     return None
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` lives: its first parameter's device, else its first buffer's, else the CPU."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     for p in model.parameters():
         return p.device, (p.dtype if p.dtype.is_floating_point else torch.float32)

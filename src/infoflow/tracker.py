@@ -177,9 +177,8 @@ class MITracker:
 
         t_start = time.perf_counter()
         mi = self.mi
-        device = self.device or next(model.parameters()).device
         res = probe_layers(model, self._images, list(self.layers(model)), batch_size=mi.batch_size,
-                           memory_budget_bytes=int(mi.memory_budget_gb * 2**30), device=device,
+                           memory_budget_bytes=int(mi.memory_budget_gb * 2**30), device=self.device,
                            bin_sizes=tuple(mi.bin_size) if "bin" in mi.estimators else (),
                            include_input="renyi" in mi.estimators,
                            near=max(DEFAULT_NEAR, near_for(mi.noise_var)))

@@ -342,7 +342,8 @@ def test_row_block_reads_match_fancy_indexing(rows, cols, step) -> None:
     n, d = 50, 3_000
     a = rng.standard_normal((n, d)).astype(np.float32)
     x = distances.RowBlocks([a[s : s + 16] for s in range(0, n, 16)])
-    keep = {"all": np.arange(d), "runs": np.r_[10:900, 1000:2500], "sparse": np.sort(rng.choice(d, 400, replace=False))}[cols]
+    keep = {"all": np.arange(d), "runs": np.r_[10:900, 1000:2500],
+            "sparse": np.sort(rng.choice(d, 400, replace=False))}[cols]
     if cols != "all":
         x = x.columns(keep)
     r = None if rows is None else np.asarray(rows)

@@ -15,12 +15,13 @@ Tier 1, float32 Gram (BLAS)
     large common offsets that make ``|a|^2 + |b|^2 - 2 a.b`` cancel. The shifted rows ``c_i`` are
     formed one block of ``K`` columns at a time (``K`` = 8192 or less, so no shifted copy of the
     whole matrix is ever held); each block's Gram ``C C^T`` is a float32 BLAS product: on CPU
-    numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` (half the flops of a general product;
-    its threads are capped at ``torch.get_num_threads()`` while it runs, so it follows the run's
-    thread setting), on CUDA ``torch.mm`` (cuBLAS); ``backend="torch"`` forces ``torch.mm``
-    (MKL) on CPU too, about 2x slower there), and block results are summed in float64 by pairwise
-    (tree) summation. The squared norms ``n_i = |c_i|^2`` are float64 sums of the exact float64
-    products of the float32 ``c``, and ``d~ = n_i + n_j - 2 G_ij``.
+    numpy's ``a @ a.T``, which OpenBLAS runs as ``syrk`` (half the flops of a general product),
+    one thread each on ``torch.get_num_threads()`` threads that share the column blocks, so it
+    follows the run's thread setting; on CUDA ``torch.mm`` (cuBLAS); ``backend="torch"`` forces
+    ``torch.mm`` (MKL) on CPU too, about 2x slower there), and block results are summed in float64
+    by pairwise (tree) summation, one sum per thread, the threads' sums added at the end. The
+    squared norms ``n_i = |c_i|^2`` are float64 sums of the exact float64 products of the
+    float32 ``c``, and ``d~ = n_i + n_j - 2 G_ij``.
     A pilot runs tier 1 on 64 rows first (when N >= 160), on about 16,384 evenly spaced
     columns (its distances scaled up to all columns: a prediction, not a result); if every row
     can be expected to have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly
@@ -48,9 +49,9 @@ float64), ``gamma_n = n u / (1 - n u)``, ``nu_i = sqrt(n_i)``.
   perturbed by at most ``rho = u' (nu_i + nu_j)``, ``u' ~ u``, and
   ``|d_c - d| <= rho^2 + 2 rho sqrt(d)`` with ``d`` the true and ``d_c`` the centred distance.
 * Gram entry, worst case, for *any* summation order the library may use inside a block of
-  ``K`` columns, plus the float64 tree sum of the ``D/K`` block results, depth
-  ``t <= 2 ceil(log2(D/K)) + 1`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
-  Thm 3.1 and section 4.2, and Cauchy-Schwarz):
+  ``K`` columns, plus the float64 tree sums of the ``D/K`` block results (one per thread, then
+  added), depth ``t <= 2 ceil(log2(D/K)) + 1 + (threads - 1)`` (Higham, *Accuracy and
+  Stability of Numerical Algorithms*, Thm 3.1 and section 4.2, and Cauchy-Schwarz):
   ``|G~_ij - c_i.c_j| <= (gamma_K + gamma^64_t) nu_i nu_j``. In float32 at K = 8192 this is about
   ``5e-4 nu_i nu_j``: rigorous but far from what BLAS achieves. In float64 at K = 2048 it is
   about ``2.3e-13 nu_i nu_j``. Norms: ``gamma^64_{K + 1 + t} n_i`` (tier 1), the Gram bound
@@ -82,11 +83,13 @@ rigorously when it came from tier 2 or 3.
 :func:`near_for` computes it. The default, :data:`DEFAULT_NEAR` = 400, covers both the code's
 ``s2 = 0.2`` and the paper text's ``s2 = 1``.
 
-Cost, measured at N = 605, D = 262,144 on this project's 2-core CPU (AVX-512, 2 threads): the
-float64 path (tier 2 over every row, the common case for a U-Net's layers) 1.6-1.9 s for a layer
-without constant columns, of which 1.2 s is OpenBLAS's ``dsyrk`` (80 GFLOP/s) and 0.3 s the
-float32 -> float64 reads; the float32 path about half of that. Memory: column blocks of at most
-~64 MiB, a few N x N float64 matrices and O(N^2) pair arrays.
+Cost, measured at N = 605, D = 262,144 on this project's 2-core CPU (AVX-512): the float64 path
+(tier 2 over every row, the common case for a U-Net's layers) about 1.2 s for a layer without
+constant columns, at ~80 GFLOP/s of ``dsyrk``, with the reads hidden: on CPU the passes over the
+columns (min/max, means, Gram blocks) run on :func:`_workers` threads, each reading its own column
+blocks into its own buffer and running single-threaded BLAS on them (:func:`_cpu_map`); the
+float32 path about half of that. Memory: column blocks of at most ~64 MiB per thread, a few
+N x N float64 matrices per thread and O(N^2) pair arrays.
 On CUDA the Gram runs with full float32 precision (TF32 switched off while it runs).
 """
 
@@ -607,8 +610,9 @@ def pairwise_sq_dists(
     ``rtol``: relative accuracy of the other pairs (under the working error model);
     ``near_rtol``: relative accuracy, rigorous, of pairs that may be below ``near``;
     ``gram_error``: the working-model constant kappa of the float32 Gram;
-    ``backend``: Gram products by ``"numpy"`` (OpenBLAS ``syrk``, CPU only, threads capped at
-    ``torch.get_num_threads()``) or ``"torch"`` (``torch.mm``); ``"auto"``: numpy on CPU, torch on CUDA.
+    ``backend``: Gram products by ``"numpy"`` (OpenBLAS ``syrk``, CPU only, on
+    ``torch.get_num_threads()`` threads of one BLAS thread each) or ``"torch"`` (``torch.mm``);
+    ``"auto"``: numpy on CPU, torch on CUDA.
     ``stats``: if a dict is given, it is filled with the number of pairs taken from each tier
     (``gram32``, ``gram64``, ``direct``), whether tier 1 was skipped (``skipped_gram32``) and the
     number of columns that differ between rows (``columns``; the others add 0 and are skipped).

@@ -36,14 +36,19 @@ the others are split into groups of equal symbols by SHA-256 digests of growing 
 0, 1, ... in order of first appearance over the samples. Equal ids mean equal symbols (up to a
 2^-256-scale collision chance).
 
+Memory: while it runs, freed memory stays in the process for reuse (:mod:`.heap`: no page
+faults for every batch's outputs and between passes), and the pass that holds the most bytes
+runs first, so the others reuse its memory; at the end the free memory is given back.
+
 Cost (measured with ``bench/bench_mi.py``, 2-core CPU, quiet): the paper's U-Net (1.52 GFLOP
 forward per 128 x 128 sample), 605 DSB images, all 23 layers (6.07 GB of float32 activations),
-budget 4 GiB (2 passes: enc1-enc2, then all the rest; peak RSS 5.2 GB), bin size 0.1, K-means
-classes: untrained 35.2 s (forward 17.4, distances 15.9, bin ids 0.3), after 40 Adam steps
-30.8 s (15.4, 13.3, 0.3). The distances are float64 Grams for most layers: the images'
-activations are strongly correlated even after centring, so float32 products cannot vouch for
-most pairs to 1e-5, and many pairs lie within ``near``. ``ProbeResult.timings`` has the
-breakdown of each call.
+budget 4 GiB (2 passes: all layers from enc3 on, then enc1-enc2; peak RSS 5.4 GB), bin size 0.1,
+K-means classes: 20.3-20.7 s untrained, 20.4-20.6 s after 40 Adam steps (forward passes 9.6-9.9 s,
+distances 9.9-10.0 s, bin ids 0.2 s), 1.22-1.27 times the lower bound of one plain forward pass
+plus the distance products at the float32 matmul peak. The distances are float64 Grams for most
+layers: the images' activations are strongly correlated even after centring, so float32 products
+cannot vouch for most pairs to 1e-5, and many pairs lie within ``near``. ``ProbeResult.timings``
+has the breakdown of each call.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ProbeError
+from ..layers import model_device
 from .capture import LayerSpec, forward_hooks, output_tensor, resolve_layers
 from .distances import DEFAULT_NEAR, NonFiniteError, RowBlocks, pairwise_sq_dists
 from .heap import retained_heap
@@ -140,14 +146,6 @@ def _as_images(images: Any) -> torch.Tensor:
 
 def _fmt_bytes(n: float) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{int(n)} bytes"
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _symbol_digests(vals: Any, bin_size: float) -> list[bytes]:
@@ -397,7 +395,7 @@ def probe_layers(
     bins = [float(b) for b in bin_sizes]
     if any(not (b > 0 and np.isfinite(b)) for b in bins) or len(set(bins)) != len(bins):
         raise ProbeError(f"bin sizes must be distinct positive numbers, got {list(bin_sizes)!r}")
-    dev = _model_device(model) if device is None else torch.device(device)
+    dev = model_device(model) if device is None else torch.device(device)
     n_layers = len(pairs)
 
     def say(msg: str) -> None:
