@@ -25,12 +25,12 @@ Tier 1, float32 Gram (BLAS)
     A pilot runs tier 1 on 64 rows first (when N >= 160), on about 16,384 evenly spaced
     columns (its distances scaled up to all columns: a prediction, not a result); if every row
     can be expected to have two or more pairs tier 1 cannot vouch for, tier 2 would need nearly
-    every row anyway and tier 1 is skipped. (Activations of an untrained net, whose distances are all below ``near``,
-    and strongly correlated real images take that path.)
+    every row anyway and tier 1 is skipped. (Activations of an untrained net, whose distances are
+    all below ``near``, and strongly correlated real images take that path.)
 Tier 2, float64 Gram
     The pairs left are recomputed the same way in float64 (products and sums, blocks of
     ``K`` = 2048 columns; the squared norms are the Gram's diagonal, with the same bound) over
-    only the rows they involve, shifted by those rows' float64 mean. The pairs it cannot vouch
+    only the rows they involve, shifted by tier 1's common vector. The pairs it cannot vouch
     for (distances tiny against the norms) get further rounds (up to 3 in all): they split into
     connected groups of rows, and each group with at most half the rows of the group it came from
     gets a Gram of its own rows, centred on one of its rows; a tight cluster of near duplicates so
@@ -183,7 +183,8 @@ def _full_precision_matmul() -> Iterator[None]:
             torch.set_float32_matmul_precision(prev)
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: ThreadPoolExecutor | None = None  # the CPU passes' threads, made on first use
+_POOL_SIZE = 0
 
 
 def _workers() -> int:
@@ -202,16 +203,16 @@ def _cpu_map(fn: Callable[[Any], Any], parts: Sequence[Any]) -> list[Any]:
     and products of a thread's column blocks in its own caches, the float64 Gram of a layer
     runs at the BLAS's speed with the reads hidden.
     """
-    global _POOL
+    global _POOL, _POOL_SIZE
     if len(parts) <= 1:
         return [fn(p) for p in parts]
     from threadpoolctl import threadpool_limits
 
     w = _workers()
-    if _POOL is None or _POOL._max_workers != w:
+    if _POOL is None or _POOL_SIZE != w:
         if _POOL is not None:
             _POOL.shutdown()
-        _POOL = ThreadPoolExecutor(max_workers=w, thread_name_prefix="infoflow-dist")
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=w, thread_name_prefix="infoflow-dist"), w
     with threadpool_limits(limits=1, user_api="blas"):
         return list(_POOL.map(fn, parts))
 
@@ -711,7 +712,8 @@ def pairwise_sq_dists(
             last_size[rows] = len(rows)
             sel = rows if len(rows) < n else None
             k2 = _block_cols(len(rows), _MAX_K64)
-            mu = mu_all if sel is None else x.mean(sel[:1], x.d)  # one of its rows: a read of one row
+            # round 1: the common shift; a later (tight) group: one of its rows, a read of one row
+            mu = mu_all if rnd == 0 else x.mean(sel[:1], x.d)
             nrm2, g_norm2, g2, g_gram2 = _Centered(x, torch.float64, k2, sel, mu).stats(backend)
             mine = np.arange(len(todo)) if rnd == 0 else np.flatnonzero(pair_group == gid)
             if sel is None:  # every row: local indices are the rows themselves
