@@ -5,7 +5,10 @@ probe layers; 2,506,752 activation values per image) it measures, in one run:
 
 (a) infoflow: ``MITracker.log_epoch``, i.e. the probe forward pass(es), the 23 distance matrices,
     the binned symbols, every configured estimate (KDE upper and lower bound, binning; K-means
-    classes, K = 64) and the run store (matrices and the tidy table written atomically);
+    classes, K = 64) and the run store (matrices and the tidy table written atomically). A
+    logged epoch after the first in the process counts (the tracker keeps the memory the probe
+    used, ``MIConfig.retain_memory``); the first, which also faults that memory in, is reported
+    beside it;
 (b) the original workflow on the same model, weights, data and classes: every layer's activations
     of the probe set pickled to one file (as the original's logging callback did), the file loaded
     back, then per layer the KDE upper and lower bounds of H(M) and, per class, of H(M | Y = c),
@@ -29,7 +32,7 @@ machine's speed varies by +-20% from minute to minute.
 Usage: python bench/bench_mi.py [--data ../shared/data/dsb2018] [--n 605] [--size 128] [--width 16]
        [--train-steps 40] [--budget-gb 4] [--repeats 2] [--device cpu|cuda] [--state both|trained|untrained]
        [--json out.json]
-Runtime at the defaults on the 2-core CPU: about 7 minutes; disk: (b) writes ~6 GB to --tmp.
+Runtime at the defaults on the 2-core CPU: about 10 minutes; disk: (b) writes ~6 GB to --tmp.
 """
 
 from __future__ import annotations
@@ -157,14 +160,23 @@ def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tupl
         model.eval()(torch.from_numpy(images[:batch]).to(device))
     _sync(device)
     once = time.perf_counter() - t0
-    before = _dir_bytes(run_path)
     rss_before = _peak_rss()
+    # The first logged epoch of a process also faults in the memory the probe keeps; the tracker
+    # keeps it for the later ones (mi.retain_memory). Both are timed; the later one counts.
     t0 = time.perf_counter()
-    table = tracker.log_epoch(model, 1)
+    tracker.log_epoch(model, 1)
+    _sync(device)
+    first = time.perf_counter() - t0
+    first_timings = tracker.last_timings
+    before = _dir_bytes(run_path)
+    t0 = time.perf_counter()
+    table = tracker.log_epoch(model, 2)
     _sync(device)
     seconds = time.perf_counter() - t0
     written = _dir_bytes(run_path) - before
-    out = {"seconds": seconds, "bytes_written": written, "peak_rss": _peak_rss(), "rss_before": rss_before,
+    tracker.close()
+    out = {"seconds": seconds, "first_epoch_s": first, "first_epoch_timings": first_timings,
+           "bytes_written": written, "peak_rss": _peak_rss(), "rss_before": rss_before,
            "timings": tracker.last_timings, "rows": len(table), "once_per_run_s": once}
     ixm = table[(table["quantity"] == "I_XM") & (table["estimator"] == "kde_upper")]
     out["at_ceiling"] = int(ixm["at_ceiling"].sum())
@@ -340,7 +352,8 @@ def main() -> dict:
                       f"{c['peak_gflops']:.0f} GFLOP/s ({c['dist_s']:.1f} s) = {c['seconds']:.1f} s", flush=True)
                 a = _child(part_a, str(work), args.width, args.batch, budget, est, args.device)
                 t = a["timings"]
-                print(f"(a) infoflow{tag}: {a['seconds']:.1f} s (forward {t['forward']:.1f}, bin ids "
+                print(f"(a) infoflow{tag}: {a['seconds']:.1f} s, the first logged epoch of the process "
+                      f"{a['first_epoch_s']:.1f} s (forward {t['forward']:.1f}, bin ids "
                       f"{t['hash']:.1f}, distances {t['distances']:.1f}, dry run {t['dry_run']:.1f}, "
                       f"store {t['store']:.1f}, estimates {t['estimate']:.1f}); wrote {a['bytes_written'] / 1e6:.1f} MB; "
                       f"peak RSS {_gb(a['peak_rss'])}; {a['at_ceiling']} of {a['layers']} I(X;M) at the ceiling; "
@@ -351,6 +364,7 @@ def main() -> dict:
             c = min(cs, key=lambda r: r["seconds"])
             a = min(as_, key=lambda r: r["seconds"])
             row = {"a": a, "c": c, "a_over_c": a["seconds"] / c["seconds"],
+                   "first_epoch_over_c": min(r["first_epoch_s"] for r in as_) / c["seconds"],
                    "a_all_s": [r["seconds"] for r in as_], "c_all_s": [r["seconds"] for r in cs]}
             if not args.skip_original:
                 b = _child(part_b, str(work), args.width, args.batch, 0.2, args.device)
@@ -363,7 +377,8 @@ def main() -> dict:
                            bytes_ratio=a["bytes_written"] / b["bytes_written"])
             results["states"][state] = row
             best = f" (best of {args.repeats} each)" if args.repeats > 1 else ""
-            print(f"ratios ({state}): (a)/(c) = {row['a_over_c']:.2f}{best} (target <= 1.3)", end="")
+            print(f"ratios ({state}): (a)/(c) = {row['a_over_c']:.2f}{best} (target <= 1.3; the first logged "
+                  f"epoch of a process {row['first_epoch_over_c']:.2f})", end="")
             if "b" in row:
                 print(f"; (b)/(a) = {row['b_over_a']:.2f}; bytes (a)/(b) = {100 * row['bytes_ratio']:.2f}% "
                       f"(target <= 1%)", end="")

@@ -349,6 +349,11 @@ class Tracker:
                 m.training = mode
         self.run.save_predictions(epoch, probs, ids)
 
+    def close(self) -> None:
+        """Give back the memory the probe keeps between logged epochs (``MIConfig.retain_memory``;
+        also done when the tracker is garbage collected or the process ends)."""
+        self.mi_tracker.close()
+
     def mi_table(self) -> pd.DataFrame:
         """Every estimate recorded so far (mi.csv)."""
         return self.run.read_mi()

@@ -86,6 +86,7 @@ class MIConfig:
     widths: tuple[str, ...] = ("fixed",)  # kernel widths of KDE and Renyi: "fixed" (each noise_var, the paper's), "fixed:S2", "rel:F" (F x median pairwise squared distance), "silverman[:F]" (see docs/estimates.md)
     memory_budget_gb: float = 4.0  # activations held at once while building distance matrices (paper scale, N = 605: 4 GiB gives one full pass plus a short one up to enc2)
     batch_size: int = 32  # probe forward batch size
+    retain_memory: bool = True  # keep freed memory in the process from the first logged epoch until the tracker closes (glibc): later logged epochs reuse it without page faults, and the process stays near the probe's peak memory meanwhile
     store_matrices: bool = True  # keep distance matrices in the run (needed by `infoflow estimate`)
 
 

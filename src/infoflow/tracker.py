@@ -13,7 +13,9 @@ distance matrix and N binned symbol ids per bin size.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +145,21 @@ class MITracker:
         #: seconds of the last :meth:`log_epoch`: the probe's breakdown (dry_run, forward, hash,
         #: distances, input), then probe (all of it), store, estimate, total.
         self.last_timings: dict[str, float] = {}
+        self._heap: ExitStack | None = None  # retained_heap() from the first log_epoch (mi.retain_memory)
         probe.save(run)
+
+    def close(self) -> None:
+        """Give back the memory kept since the first :meth:`log_epoch` (``mi.retain_memory``) and
+        restore the C library's settings. Training calls it at its end; idempotent."""
+        if self._heap is not None:
+            self._heap.close()
+            self._heap = None
+
+    def __enter__(self) -> "MITracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def for_run(cls, run: RunDir, cfg: RunConfig, splits, *, device: torch.device | None = None,
@@ -177,6 +193,12 @@ class MITracker:
 
         t_start = time.perf_counter()
         mi = self.mi
+        if mi.retain_memory and self._heap is None:  # freed memory stays for the next logged epochs
+            from .probe.heap import retained_heap
+
+            self._heap = ExitStack()
+            self._heap.enter_context(retained_heap())
+            weakref.finalize(self, self._heap.close)
         res = probe_layers(model, self._images, list(self.layers(model)), batch_size=mi.batch_size,
                            memory_budget_bytes=int(mi.memory_budget_gb * 2**30), device=self.device,
                            bin_sizes=tuple(mi.bin_size) if "bin" in mi.estimators else (),

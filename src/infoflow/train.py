@@ -284,7 +284,7 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bo
                 f"S={cfg.data.size}, {len(x_train)} train / {len(x_val)} val images, device {device}")
 
     n = len(x_train)
-    with _progress(progress) as bar:
+    with _progress(progress) as bar, (tracker if tracker is not None else contextlib.nullcontext()):
         task = bar.add_task(cfg.name, total=t.epochs, completed=start, status="") if bar else None
         for epoch in range(start + 1, t.epochs + 1):
             t0 = time.perf_counter()
