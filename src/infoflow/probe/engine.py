@@ -38,17 +38,18 @@ the others are split into groups of equal symbols by SHA-256 digests of growing 
 
 Memory: while it runs, freed memory stays in the process for reuse (:mod:`.heap`: no page
 faults for every batch's outputs and between passes), and the pass that holds the most bytes
-runs first, so the others reuse its memory; at the end the free memory is given back.
+runs first, so the others reuse its memory; at the end the free memory is given back (unless a
+caller holds it longer: ``MITracker`` keeps it between logged epochs).
 
 Cost (measured with ``bench/bench_mi.py``, 2-core CPU, quiet): the paper's U-Net (1.52 GFLOP
 forward per 128 x 128 sample), 605 DSB images, all 23 layers (6.07 GB of float32 activations),
-budget 4 GiB (2 passes: all layers from enc3 on, then enc1-enc2; peak RSS 5.4 GB), bin size 0.1,
-K-means classes: 20.3-20.7 s untrained, 20.4-20.6 s after 40 Adam steps (forward passes 9.6-9.9 s,
-distances 9.9-10.0 s, bin ids 0.2 s), 1.22-1.27 times the lower bound of one plain forward pass
-plus the distance products at the float32 matmul peak. The distances are float64 Grams for most
-layers: the images' activations are strongly correlated even after centring, so float32 products
-cannot vouch for most pairs to 1e-5, and many pairs lie within ``near``. ``ProbeResult.timings``
-has the breakdown of each call.
+budget 4 GiB (2 passes: all layers from enc3 on, then enc1-enc2; peak RSS 5.3-5.6 GB), bin size
+0.1, K-means classes, a logged epoch after the first: 18.0-18.6 s (forward passes 8.0-8.2 s,
+distances 9.4-9.9 s, bin ids 0.2 s), 1.11 times the lower bound of one plain forward pass plus
+the distance products at the float32 matmul peak (the first logged epoch of a process 19.3-20.7 s).
+The distances are float64 Grams for most layers: the images' activations are strongly correlated
+even after centring, so float32 products cannot vouch for most pairs to 1e-5, and many pairs lie
+within ``near``. ``ProbeResult.timings`` has the breakdown of each call.
 """
 
 from __future__ import annotations

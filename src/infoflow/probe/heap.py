@@ -7,7 +7,8 @@ then starts as fresh pages that the kernel faults in and zeroes on first touch. 
 allocates and frees about 12 GB at the paper's scale (every batch's transient outputs, the kept
 activations of each pass, the distances' column blocks); on this project's 2-core VM faulting
 4 GiB in takes 0.6-2.5 s, and the probe's forward passes ran 25-35% faster with the memory kept
-(``bench/bench_mi.py``).
+(``bench/bench_mi.py``). ``MITracker`` holds it from its first logged epoch until it is closed
+(``MIConfig.retain_memory``), so that later logged epochs reuse the memory too.
 
 :func:`retained_heap` raises both thresholds while it is active, so freed blocks stay in the heap
 and the next allocation of a similar size reuses their pages, and on exit gives the free memory
