@@ -394,8 +394,8 @@ class RowBlocks:
                 src = blk[:, cols] if local is None else blk[local, cols]
             elif self.cpu:  # np.take gathers columns twice as fast as fancy indexing
                 # the rows first (a copy of their span at memory speed, ~8x a gather's), or the columns
-                rows_first = len(local) * ((span.stop - span.start) / 8 + len(cols)) if local is not None else None
-                if rows_first is not None and rows_first < blk.shape[0] * len(cols):
+                width = span.stop - span.start
+                if local is not None and len(local) * (width / 8 + len(cols)) < blk.shape[0] * len(cols):
                     src = np.take(blk[local, span], rel, axis=1)
                 else:
                     src = np.take(blk, cols, axis=1)  # of all the block's rows
@@ -674,7 +674,7 @@ def pairwise_sq_dists(
         xp, mu_p = (x, mu_all) if step == 1 else (x.columns(cols), mu_all[cols])
         with _full_precision_matmul():
             nrm_p, g_norm_p, gp, g_gram_p = _Centered(xp, torch.float32, k1, pick, mu_p).stats(backend)
-        pi, pj = np.triu_indices(len(pick), 1)
+        pi, pj = _pairs(len(pick))
         scale = d / len(cols)
         ni, nj = scale * nrm_p[pi], scale * nrm_p[pj]
         q = 1.0 - tier1_ok(ni + nj - 2.0 * scale * gp[pi, pj], ni, nj, g_gram_p, g_norm_p).mean()
@@ -716,12 +716,11 @@ def pairwise_sq_dists(
             mu = mu_all if rnd == 0 else x.mean(sel[:1], x.d)
             nrm2, g_norm2, g2, g_gram2 = _Centered(x, torch.float64, k2, sel, mu).stats(backend)
             mine = np.arange(len(todo)) if rnd == 0 else np.flatnonzero(pair_group == gid)
-            if sel is None:  # every row: local indices are the rows themselves
-                li, lj = (iu, ju) if len(todo) == len(iu) else (iu[todo], ju[todo])
-            else:
+            li, lj = iu[todo[mine]], ju[todo[mine]]
+            if sel is not None:  # indices into the group's rows
                 local = np.full(n, -1, dtype=np.int64)
                 local[rows] = np.arange(len(rows))
-                li, lj = local[iu[todo[mine]]], local[ju[todo[mine]]]
+                li, lj = local[li], local[lj]
             ni, nj = nrm2[li], nrm2[lj]
             d2 = ni + nj - 2.0 * g2[li, lj]
             del g2

@@ -32,6 +32,7 @@ _RETAIN_MMAP = 1 << 30  # blocks below 1 GiB come from the heap while active
 _RETAIN_TRIM = (1 << 31) - 1  # and free memory stays in it
 _AFTER_MMAP = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems
 _AFTER_TRIM = 2 * _AFTER_MMAP  # what its dynamic rule sets beside it
+_depth = 0  # retained_heap() contexts active now
 
 
 def _glibc() -> Any | None:
@@ -69,5 +70,3 @@ def retained_heap() -> Iterator[bool]:
             libc.mallopt(M_TRIM_THRESHOLD, _AFTER_TRIM)
             libc.malloc_trim(0)
 
-
-_depth = 0
