@@ -72,6 +72,10 @@ def test_verdict_formats_and_failing_checks(table):
     assert _results([V("a", 1), V("b", None)]) == [{"claim": "a", "holds": True, "detail": ""},
                                                     {"claim": "b", "holds": None, "detail": ""}]
 
+    # claims tables: "undecided" (and "inconclusive" of tables written before the rename) -> None
+    claims = pd.DataFrame({"claim": ["1", "2", "3", "4"], "status": ["pass", "fail", "undecided", "inconclusive"]})
+    assert [r["holds"] for r in _results((claims, {}))] == [True, False, None, None]
+
     def broken(mi):
         raise KeyError("layer 11")
 
@@ -96,8 +100,8 @@ def make_fake_run(path, n=24):
                                   "mi.estimators": ["kde"], "data.size": 8})
     run = RunDir.create(path, cfg.to_dict())
     y = coarsen_labels(masks, grid=2, threshold=0.5)
-    ProbeSet(np.zeros((n, 3, 8, 8), np.float32), masks, [f"s{i}" for i in range(n)], {"coarse": y},
-             fit_masks=masks).save(run)
+    ProbeSet.build(np.zeros((n, 3, 8, 8), np.float32), masks, [f"s{i}" for i in range(n)], cfg.mi,
+                   labelings={"coarse": y}).save(run)
     acts = [rng.normal(size=(4, 5))[np.arange(n) % 4] * 3 + rng.normal(size=(n, 5)), rng.normal(size=(n, 3))]
     run.save_matrices(Matrices(epoch=1, names=["l0", "l1"], dims=np.array([5, 3]), codes={}, dist_input=None,
                                dist=np.stack([sqdist(a) for a in acts]).astype(np.float32)))

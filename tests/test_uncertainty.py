@@ -39,8 +39,8 @@ def make_fake_run(path, *, n=32, epochs=(1, 2), seed=0) -> RunDir:
                                   "data.size": 8, "name": "fake"})
     run = RunDir.create(path, cfg.to_dict())
     y = coarsen_labels(masks, grid=2, threshold=0.5)
-    ProbeSet(np.zeros((n, 3, 8, 8), np.float32), masks, [f"s{i}" for i in range(n)], {"coarse": y},
-             fit_masks=masks).save(run)
+    ProbeSet.build(np.zeros((n, 3, 8, 8), np.float32), masks, [f"s{i}" for i in range(n)], cfg.mi,
+                   labelings={"coarse": y}).save(run)
     onehot = np.eye(4)[np.unique(y, return_inverse=True)[1]]
     x_in = rng.normal(size=(n, 12))
     for e in epochs:
@@ -60,9 +60,7 @@ def fake_run(tmp_path_factory):
 
 def test_full_size_subsample_equals_full_estimate(fake_run):
     m = fake_run.load_matrices(2)
-    from infoflow.tracker import load_probe_facts
-
-    labs = load_probe_facts(fake_run)["labelings"]
+    labs = fake_run.load_probe().labelings
     widths = ("fixed:0.2", "rel:0.1", "silverman")
     summary, subs = estimate_uncertainty(m, labs, widths=widths, estimators=("kde", "renyi", "bin"),
                                          repeats=5, permutations=5, seed=3)

@@ -37,6 +37,7 @@ from .config import MIConfig
 from .errors import ConfigError, RunError
 from .layers import Merge, Network, describe_network, model_device
 from .runs import RunDir
+from .train import in_code_schedule
 
 Schedule = Union[str, Sequence[int]]
 
@@ -49,17 +50,11 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def in_code_schedule(epoch: int) -> bool:
-    """The paper code's logged epochs without an end: every epoch below 20, every 5th below
-    100, every 10th below 200, then every 100th."""
-    e = int(epoch)
-    return e >= 1 and (e < 20 or (e < 100 and e % 5 == 0) or (e < 200 and e % 10 == 0) or e % 100 == 0)
-
-
 def schedule_predicate(schedule: Schedule, epochs: int | None = None, *, log_points: int = 30) -> Callable[[int], bool]:
     """``epoch -> logged?`` for ``"code"``, ``"log"``, ``"all"`` or an explicit list of epochs
-    (1-based). ``epochs``: the planned number of epochs (the last one is always logged; "log"
-    needs it)."""
+    (1-based). ``epochs``: the planned number of epochs ("log" needs it and always logs the
+    last one; "code" is the original's schedule exactly, :func:`infoflow.train.in_code_schedule`,
+    which does not add the last epoch)."""
     from .train import logged_epochs
 
     if isinstance(schedule, str):
@@ -68,9 +63,9 @@ def schedule_predicate(schedule: Schedule, epochs: int | None = None, *, log_poi
         if epochs is not None:
             if int(epochs) < 1:
                 raise ConfigError(f"epochs must be at least 1, got {epochs!r}")
+            if schedule == "code":  # the same epochs whatever the plan (training may run past it)
+                return in_code_schedule
             fixed = set(logged_epochs(schedule, int(epochs), log_points=log_points))
-            if schedule == "code":  # training may run past the planned end
-                return lambda e: int(e) in fixed or in_code_schedule(e)
             if schedule == "all":
                 return lambda e: int(e) >= 1
             return lambda e: int(e) in fixed
@@ -176,7 +171,7 @@ class Tracker:
         merge_method: str = "auto",
         join_ops: Sequence[str] = ("cat", "add"),
     ) -> None:
-        from .tracker import MITracker, ProbeSet, make_labelings
+        from .tracker import MITracker, ProbeSet
 
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -215,8 +210,7 @@ class Tracker:
             self.run.truncate_after(int(resume_from))
             self.run.write_config(config)
             self.run.log(f"resumed tracking after epoch {int(resume_from)}")
-        labelings = make_labelings(masks, fit, self.mi)
-        self.probe = ProbeSet(images, masks, ids, labelings, fit_masks=fit)
+        self.probe = ProbeSet.build(images, masks, ids, self.mi, fit_y_masks=fit, fit_masks=fit)
         self.mi_tracker = MITracker(self.run, self.probe, self.mi, layers=self._layers, device=self.device)
 
         self._pred = None

@@ -24,6 +24,7 @@ class DataConfig:
     test_source: str | None = None  # second folder/zip for the test split (stage1_test.zip); None: split `source`
     size: int = 128  # S: images and masks are resized to S x S (paper: 128)
     mask_rule: str = "code"  # "code": skimage anti-aliased resize, > 0 is foreground (the paper's code); "linear": bilinear, > 0.5
+    mask_size: int | None = None  # make masks (training and graded) at this size, then bring them to S over blocks; None: at S. 128 keeps the paper-scale foreground fraction at S < 128
     val_fraction: float = 0.1  # fraction held out when `test_source` is None (seeded split)
     split_seed: int = 0  # seed of that split
     limit: int | None = None  # keep only the first `limit` samples of each split (sorted ids); None: all
@@ -39,6 +40,7 @@ class ModelConfig:
     skips: tuple[bool, bool, bool, bool] | None = None  # explicit skip mask (1->20, 3->17, 5->14, 7->11); overrides `model`
     width: int = 16  # w: channels of the first level (paper: 16, giving 1,941,105 parameters)
     in_channels: int = 3  # RGB input (grey images are repeated to 3 channels)
+    init: str = "torch"  # initialisation: "keras" (the original's: Glorot-uniform kernels, zero biases) or "torch" (PyTorch's defaults)
 
     def skip_mask(self) -> tuple[bool, bool, bool, bool]:
         from .models.unet import skips_for_model
@@ -72,8 +74,10 @@ class TrainConfig:
 @dataclass
 class MIConfig:
     enabled: bool = True  # estimate MI at logged epochs
-    probe: str = "train"  # probe set: "train" (K-means analysis, 605 images), "test", or "all" (coarsening analysis, 670)
+    probe: str = "train"  # probe set run through the network and stored: "train" (605 images), "test", or "all" (670, as the original saved)
+    subset: str | None = None  # probe samples the online estimates use: None (all of `probe`), "train" or "test" (the K-means analysis of the original: probe "all", subset "train"); any subset later with `infoflow estimate --probe-subset`
     probe_limit: int | None = None  # use only the first n probe samples; None: all
+    y_from: str = "code"  # masks the output classes Y are made from: "code" (graded masks, as the paper's MI notebooks; binary masks where the data has no graded ones) or "binary" (the training masks)
     noise_var: tuple[float, ...] = (0.2,)  # KDE noise variance(s) s2 (code: 0.2; paper text: 1.0)
     bin_size: tuple[float, ...] = (0.1,)  # binning bin size(s) (code: 0.1; paper text: 0.2)
     labels: tuple[str, ...] = ("kmeans", "coarse")  # output classes Y: "kmeans" and/or "coarse"

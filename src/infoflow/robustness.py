@@ -4,7 +4,7 @@ The claim checks (``infoflow.experiments.claims``, or any callable) are run once
 setting on the rows of that setting only, and the verdicts are collected into a table:
 
 * :func:`claims_by_setting` -- ``mi`` table + ``evaluate`` callable -> one row per (claim, setting)
-  with ``holds`` (True / False / None when the check could not decide) and ``detail``.
+  with ``holds`` (True / False / None when the check is undecided) and ``detail``.
 * :func:`summarize_robustness` -- one row per claim: the settings where it holds and fails, as
   ranges per width kind, and a sentence ("claim 3 holds for fixed variance 0.2 to 5 and for
   relative width 0.1 to 1; fails for fixed variance 20").
@@ -44,6 +44,7 @@ ROBUSTNESS_COLUMNS = ("claim", "estimator", "setting", "width_kind", "width_valu
 DEFAULT_ROBUSTNESS_WIDTHS = ("fixed:0.05", "fixed:0.2", "fixed:1.0", "fixed:5.0", "fixed:20.0", "fixed:100.0",
                              "rel:0.01", "rel:0.03", "rel:0.1", "rel:0.3", "rel:1.0", "silverman")
 _KIND_WORDS = {"fixed": "fixed variance", "rel": "relative width", "silverman": "Silverman x"}
+_UNDECIDED_WORDS = ("undecided", "inconclusive", "none", "nan", "")  # "inconclusive": claims.csv before the rename
 _HOLD_KEYS = ("holds", "passed", "pass", "ok", "result", "verdict", "supported", "status")
 _NAME_KEYS = ("claim", "id", "name", "number", "key")
 _DETAIL_KEYS = ("detail", "details", "evidence", "message", "reason", "explanation", "summary")
@@ -57,7 +58,9 @@ def _truth(v: Any) -> bool | None:
     if isinstance(v, (int, float, np.integer, np.floating)):
         return None if (isinstance(v, float) and math.isnan(v)) else bool(v)
     s = str(v).strip().lower()
-    if s in ("true", "yes", "holds", "pass", "passed", "ok", "supported", "1"):  # "inconclusive" -> None
+    if s in _UNDECIDED_WORDS:
+        return None
+    if s in ("true", "yes", "holds", "pass", "passed", "ok", "supported", "1"):
         return True
     if s in ("false", "no", "fails", "fail", "failed", "not supported", "refuted", "0"):
         return False
@@ -77,7 +80,8 @@ def _results(obj: Any) -> list[dict[str, Any]]:
     """Normalise what a claims evaluator returned to ``[{"claim", "holds", "detail"}]``.
 
     ``evaluate_claims``' ``(claims table, extra)`` is read from its table: status ``pass`` ->
-    True, ``fail`` -> False, ``inconclusive`` -> None."""
+    True, ``fail`` -> False, ``undecided`` (``inconclusive`` in tables written before the
+    rename) -> None."""
     if isinstance(obj, tuple) and obj and isinstance(obj[0], pd.DataFrame):
         obj = obj[0]
     if isinstance(obj, pd.DataFrame):
@@ -209,7 +213,7 @@ def claims_evaluator(runs: Sequence[Any] | None = None, **kwargs: Any) -> Callab
 
     ``runs``: the run directories of the models (Models 1-4, any seeds); their Dice curves and
     removed skips feed claim 4, while the MI table comes from the caller (one setting at a time).
-    Without runs only claims 1-3 are decided (claim 4 is inconclusive)."""
+    Without runs only claims 1-3 are decided (claim 4 is undecided)."""
     try:
         from .experiments.claims import evaluate_claims
     except ImportError as exc:

@@ -67,9 +67,9 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
 
 
-def atomic_savez(target: str | os.PathLike[str], **arrays: Any) -> None:
+def atomic_savez(target: str | os.PathLike[str], *, compressed: bool = False, **arrays: Any) -> None:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     atomic_write_bytes(target, buf.getvalue())
 
 
@@ -87,6 +87,111 @@ class Matrices:
     dist: np.ndarray  # (L, N, N) float32 squared distances
     codes: dict[float, np.ndarray]  # bin size -> (L, N) int64 symbol ids
     dist_input: np.ndarray | None  # (N, N) float32 distances of the input images, or None
+
+    def take(self, idx: np.ndarray | None) -> "Matrices":
+        """The same epoch restricted to the probe samples ``idx`` (None: itself)."""
+        if idx is None:
+            return self
+        idx = np.asarray(idx)
+        return Matrices(self.epoch, list(self.names), self.dims, self.dist[:, idx][:, :, idx],
+                        {b: c[:, idx] for b, c in self.codes.items()},
+                        None if self.dist_input is None else self.dist_input[idx][:, idx])
+
+
+PROBE_SUBSETS = ("all", "train", "test")
+
+
+def _pack(masks: np.ndarray) -> np.ndarray:
+    return np.packbits(np.asarray(masks) > 0.5, axis=1) if masks.ndim == 2 else \
+        np.packbits((np.asarray(masks) > 0.5).reshape(len(masks), -1), axis=1)
+
+
+def _unpack(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    n = len(packed)
+    return np.unpackbits(packed, axis=1, count=int(np.prod(shape))).reshape((n, *shape)).astype(np.float32)
+
+
+@dataclass
+class ProbeRecord:
+    """What a run stores about its probe set (``probe.npz``): everything but the images.
+
+    ``y_masks`` are the masks the output classes Y were made from (``y_from``: ``"code"``, the
+    graded masks of the paper's MI notebooks, or ``"binary"``, the training masks); K-means was
+    fitted on ``fit_y_masks`` (the training split's). With ``y_den > 0`` both are integers /
+    ``y_den`` and are stored exactly as uint16 numerators; otherwise as float32. ``split`` names
+    each sample's split (``"train"`` / ``"test"``), when known.
+    """
+
+    ids: list[str]
+    masks: np.ndarray  # (N, 1, S, S) float32 0/1: the training masks (figures)
+    y_masks: np.ndarray  # (N, 1, S, S) float64: the masks Y is made from
+    fit_y_masks: np.ndarray  # (M, 1, S, S) float64: the masks K-means is fitted on
+    fit_masks: np.ndarray  # (M, 1, S, S) float32 0/1: the training masks of the same samples
+    labelings: dict[str, np.ndarray]  # labelling name -> (N,) int64 classes
+    split: np.ndarray | None = None  # (N,) str "train" / "test"; None: unknown
+    y_from: str = "binary"  # "code" (graded masks) or "binary" (training masks)
+    y_den: int = 0  # y masks are integers / y_den; 0: arbitrary values
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, name: str | None) -> np.ndarray | None:
+        """Indices of the named probe subset: ``"train"`` / ``"test"`` (the samples of that split),
+        ``"all"`` or None (None: no subsetting)."""
+        if name is None or name == "all":
+            return None
+        if name not in PROBE_SUBSETS:
+            raise RunError(f"probe subset must be one of {', '.join(PROBE_SUBSETS)}, got {name!r}")
+        if self.split is None:
+            raise RunError(f"probe subset {name!r}: this run's probe set does not record each sample's split")
+        idx = np.flatnonzero(self.split == name)
+        if len(idx) < 2:
+            have = ", ".join(sorted(set(self.split.tolist()))) or "none"
+            raise RunError(f"probe subset {name!r} holds {len(idx)} sample(s) (the probe set's splits: {have}); "
+                           "MI needs at least 2")
+        return idx
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        shape = tuple(self.masks.shape[1:])
+        out: dict[str, np.ndarray] = {
+            "format": np.int64(2),
+            "ids": np.array(self.ids),
+            "masks_packed": _pack(self.masks),
+            "fit_masks_packed": _pack(self.fit_masks),
+            "mask_shape": np.array(shape, dtype=np.int64),
+            "y_from": np.array(self.y_from),
+            "y_den": np.int64(self.y_den),
+            "labelings": np.array(sorted(self.labelings)),
+        }
+        if self.split is not None:
+            out["split"] = np.asarray(self.split).astype(str)
+        for key, arr in (("y", self.y_masks), ("fit_y", self.fit_y_masks)):
+            if self.y_den > 0:
+                out[f"{key}_num"] = np.rint(np.asarray(arr, dtype=np.float64) * self.y_den).astype(np.uint16)
+            else:
+                out[f"{key}_masks"] = np.asarray(arr, dtype=np.float32)
+        for name, lab in self.labelings.items():
+            out[f"labels_{name}"] = np.asarray(lab, dtype=np.int64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, z: dict[str, np.ndarray]) -> "ProbeRecord":
+        shape = tuple(int(s) for s in z["mask_shape"])
+        masks = _unpack(z["masks_packed"], shape)
+        labelings = {str(k): z[f"labels_{k}"] for k in z["labelings"]}
+        fit_masks = _unpack(z["fit_masks_packed"], shape)
+        if "format" not in z:  # runs before graded masks: Y came from the binary training masks
+            return cls([str(i) for i in z["ids"]], masks, masks.astype(np.float64), fit_masks.astype(np.float64),
+                       fit_masks, labelings)
+        den = int(z["y_den"])
+
+        def read(key: str) -> np.ndarray:
+            if den > 0:
+                return z[f"{key}_num"].astype(np.float64) / den
+            return z[f"{key}_masks"].astype(np.float64)
+
+        return cls([str(i) for i in z["ids"]], masks, read("y"), read("fit_y"), fit_masks, labelings,
+                   split=z["split"].astype(str) if "split" in z else None, y_from=str(z["y_from"]), y_den=den)
 
 
 class RunDir:
@@ -200,15 +305,19 @@ class RunDir:
                         f.unlink()
 
     # -- probe set facts ----------------------------------------------------------------------
-    def save_probe(self, **arrays: Any) -> None:
-        atomic_savez(self.path / PROBE, **arrays)
+    def save_probe(self, record: "ProbeRecord") -> None:
+        """Store what the run knows about its probe set (``probe.npz``; no images)."""
+        atomic_savez(self.path / PROBE, compressed=True, **record.to_arrays())
 
-    def load_probe(self) -> dict[str, np.ndarray]:
+    def load_probe(self) -> "ProbeRecord":
         p = self.path / PROBE
         if not p.exists():
             raise RunError(f"{self.path} has no {PROBE}: the run recorded no MI (was it trained with MI enabled?)")
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return ProbeRecord.from_arrays({k: z[k] for k in z.files})
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise RunError(f"{p}: not a probe file infoflow can read ({type(exc).__name__}: {exc})") from None
 
     # -- matrices -----------------------------------------------------------------------------
     @property

@@ -24,6 +24,7 @@ from torch import nn
 
 from .config import RunConfig
 from .errors import ConfigError, RunError
+from .models.unet import INITS
 from .runs import RunDir, atomic_write_bytes
 
 # ---------------------------------------------------------------------------------------------
@@ -31,16 +32,26 @@ from .runs import RunDir, atomic_write_bytes
 # ---------------------------------------------------------------------------------------------
 
 
+def do_report(keras_epoch: int) -> bool:
+    """The original code's ``do_report(epoch)`` on Keras's 0-based epoch: every epoch below 20,
+    every 5th below 100, every 10th below 200, then every 100th (methods.md section 3)."""
+    k = int(keras_epoch)
+    return k >= 0 and (k < 20 or (k < 100 and k % 5 == 0) or (k < 200 and k % 10 == 0) or k % 100 == 0)
+
+
+def in_code_schedule(epoch: int) -> bool:
+    """Whether the original code logs infoflow's 1-based ``epoch``: Keras's epoch ``k`` ends after
+    ``k + 1`` epochs of training, so this is ``do_report(epoch - 1)``: epochs 1-20, 21, 26, ...,
+    96, 101, 111, ..., 191, then 201, 301, ... The single definition of the code schedule
+    (:func:`code_schedule` and :func:`infoflow.api.schedule_predicate` use it)."""
+    return int(epoch) >= 1 and do_report(int(epoch) - 1)
+
+
 def code_schedule(epochs: int) -> list[int]:
-    """The paper code's logged epochs: every epoch below 20, every 5th below 100, every 10th
-    below 200, then every 100th (144 epochs for 10,000); the last epoch is always logged."""
-    out = []
-    for e in range(1, epochs + 1):
-        if e < 20 or (e < 100 and e % 5 == 0) or (e < 200 and e % 10 == 0) or e % 100 == 0:
-            out.append(e)
-    if epochs >= 1 and out[-1:] != [epochs]:
-        out.append(epochs)
-    return out
+    """The original code's logged epochs among 1..``epochs`` (1-based), exactly: 1-20, 21, 26,
+    ..., 96, 101, 111, ..., 191, 201, 301, ..., 9901 (144 epochs for 10,000). The last epoch is
+    *not* added (the original did not log it): with 10,000 epochs the last logged one is 9,901."""
+    return [e for e in range(1, int(epochs) + 1) if in_code_schedule(e)]
 
 
 def log_schedule(epochs: int, points: int = 30) -> list[int]:
@@ -119,6 +130,8 @@ def validate_config(cfg: RunConfig) -> None:
     if cfg.model.width < 1:
         raise ConfigError(f"model.width must be a positive integer, got {cfg.model.width}")
     cfg.model.skip_mask()
+    if cfg.model.init not in INITS:
+        raise ConfigError(f"model.init must be one of {', '.join(INITS)}, got {cfg.model.init!r}")
     logged_epochs(t.schedule, 1, log_points=t.log_points)
 
 
@@ -143,23 +156,49 @@ def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, *, bat
     return loss_sum / max(n, 1), dice_sum / max(n, 1)
 
 
+#: Modules whose ``weight`` is a kernel (a norm layer's ``weight`` is a scale, not a kernel).
+KERNEL_MODULES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def layer_kernels(module: nn.Module) -> list[nn.Parameter]:
+    """The kernel(s) of a probe layer, without biases: the module's own ``weight`` when it has
+    one (a Conv2d, a ConvTranspose2d, ...); otherwise the ``weight`` of every convolution or
+    linear submodule, e.g. the conv of a conv + ReLU block such as infoflow's ``ConvReLU`` or
+    MONAI's ``Convolution`` (its norm's scale is not a kernel). Empty when there is none."""
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, nn.Parameter):
+        return [weight]
+    return [m.weight for m in module.modules()
+            if isinstance(m, KERNEL_MODULES) and isinstance(getattr(m, "weight", None), nn.Parameter)]
+
+
 class GradStats:
-    """Per-layer gradient signal-to-noise over the batches of an epoch (the seed code's logs)."""
+    """Per-layer kernel norm and gradient signal-to-noise over the batches of an epoch (the seed
+    code's logs, methods.md section 3).
+
+    Like the original, only each layer's kernel counts, not its bias (:func:`layer_kernels`;
+    several kernels count as one vector): ``weight_norm`` is |W| when :meth:`rows` is called;
+    ``grad_mean_norm`` and ``grad_std_norm`` are the norms of the elementwise mean and
+    (population) standard deviation of dL/dW over the batches recorded by :meth:`update`. A layer
+    without a kernel gets NaN.
+    """
 
     def __init__(self, layers: Sequence[tuple[str, nn.Module]]) -> None:
         self.layers = list(layers)
+        self.kernels = [layer_kernels(m) for _, m in self.layers]
         self.n = 0
         self.sum: list[torch.Tensor | None] = [None] * len(self.layers)
         self.sq: list[torch.Tensor | None] = [None] * len(self.layers)
 
-    def _grads(self, module: nn.Module) -> torch.Tensor | None:
-        gs = [p.grad.detach().flatten().double() for p in module.parameters() if p.grad is not None]
+    def _grads(self, i: int) -> torch.Tensor | None:
+        gs = [w.grad.detach().flatten().double() for w in self.kernels[i] if w.grad is not None]
         return torch.cat(gs) if gs else None
 
     def update(self) -> None:
+        """Record the kernels' current gradients (call after ``loss.backward()``, once a batch)."""
         self.n += 1
-        for i, (_, m) in enumerate(self.layers):
-            g = self._grads(m)
+        for i in range(len(self.layers)):
+            g = self._grads(i)
             if g is None:
                 continue
             self.sum[i] = g.clone() if self.sum[i] is None else self.sum[i] + g
@@ -167,9 +206,11 @@ class GradStats:
 
     def rows(self, epoch: int) -> list[dict[str, Any]]:
         rows = []
-        for i, (name, m) in enumerate(self.layers):
-            weight_sq = sum(float(p.detach().double().pow(2).sum()) for p in m.parameters())
-            row = {"epoch": epoch, "layer": i, "name": name, "weight_norm": math.sqrt(weight_sq),
+        for i, (name, _) in enumerate(self.layers):
+            kernels = self.kernels[i]
+            weight_sq = sum(float(w.detach().double().pow(2).sum()) for w in kernels)
+            row = {"epoch": epoch, "layer": i, "name": name,
+                   "weight_norm": math.sqrt(weight_sq) if kernels else float("nan"),
                    "grad_mean_norm": float("nan"), "grad_std_norm": float("nan")}
             if self.sum[i] is not None and self.n > 0:
                 mean = self.sum[i] / self.n
@@ -253,7 +294,7 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bo
 
     torch.manual_seed(t.seed)
     model = build_model(model=cfg.model.model, skips=cfg.model.skip_mask(), width=cfg.model.width,
-                        in_channels=cfg.model.in_channels).to(device)
+                        in_channels=cfg.model.in_channels, init=cfg.model.init).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model.parameters(), cfg)

@@ -454,13 +454,15 @@ def uncertainty_tables(
     from .config import RunConfig
     from .errors import RunError
     from .runs import RunDir
-    from .tracker import load_probe_facts, make_labelings
+    from .tracker import labelings_for
 
     rd = run if isinstance(run, RunDir) else RunDir.open(run)
+    stored_mi = RunConfig.from_dict(rd.read_config()).mi
     if mi is None:
-        mi = RunConfig.from_dict(rd.read_config()).mi
-    facts = load_probe_facts(rd)
-    labelings = make_labelings(facts["masks"], facts["fit_masks"], mi)
+        mi = stored_mi
+    record = rd.load_probe()
+    idx = record.subset(mi.subset)
+    labelings = {k: v if idx is None else v[idx] for k, v in labelings_for(record, mi, stored_mi).items()}
     stored = rd.matrix_epochs()
     if not stored:
         raise RunError(f"{rd.path} has no stored distance matrices: uncertainty needs them")
@@ -476,7 +478,7 @@ def uncertainty_tables(
     parts_u, parts_s = [], []
     for e in iterator:
         u, s = estimate_uncertainty(
-            rd.load_matrices(e), labelings, widths=mi.widths if widths is None else widths, noise_vars=mi.noise_var,
+            rd.load_matrices(e).take(idx), labelings, widths=mi.widths if widths is None else widths, noise_vars=mi.noise_var,
             estimators=estimators, renyi_alpha=mi.renyi_alpha, fractions=fractions, repeats=repeats,
             permutations=permutations, level=level, seed=seed, layers=layers)
         parts_u.append(u)

@@ -69,3 +69,36 @@ def test_probe_subset_and_errors(run, tmp_path, capsys):
     empty = RunDir.create(tmp_path / "empty", RunConfig().to_dict())
     with pytest.raises(RunError, match="has no probe.npz: the run recorded no MI"):
         reestimate(empty, RunConfig().mi)
+
+
+def test_named_probe_subsets_of_one_run(tmp_path, capsys):
+    """One run stores the matrices of all its probe samples (train + test, as the original saved
+    all 670); the online table uses the training ones (mi.subset); `--probe-subset` re-estimates on
+    any named subset from the same matrices, the stored classes restricted to it."""
+    cfg = RunConfig().override(**{**TINY, "mi.probe": "all", "mi.subset": "train", "mi.noise_var": (0.2,),
+                                  "mi.estimators": ("kde",), "train.epochs": 2})
+    run = train(cfg, tmp_path / "all", progress=False)
+    record = run.load_probe()
+    n_train, n_test = int((record.split == "train").sum()), int((record.split == "test").sum())
+    assert (n_train, n_test) == (43, 5) and len(record) == 48 and record.ids[:3] == sorted(record.ids[:43])[:3]
+    assert run.load_matrices(1).dist.shape == (23, 48, 48)
+    assert set(run.read_mi()["n"]) == {43}
+    sub = {}
+    for name, n in (("train", 43), ("test", 5), ("all", 48)):
+        assert main(["estimate", str(run.path), "--probe-subset", name, "--quiet"]) == 0
+        path = run.path / "estimates" / f"mi-s2-0.2_kmeans-coarse_k4_sub{name}.csv"
+        sub[name] = pd.read_csv(path)
+        assert set(sub[name]["n"]) == {n}
+    cols = ["epoch", "layer", "estimator", "setting", "labels", "quantity", "value"]
+    pd.testing.assert_frame_equal(sub["train"][cols], run.read_mi()[cols], check_exact=True, check_dtype=False)
+    # the classes of the subset are the stored ones (K-means fitted on the training masks), restricted
+    from infoflow.estimators import entropy_bits
+
+    for name, idx in (("all", slice(None)), ("test", record.split == "test")):
+        h = sub[name].loc[(sub[name]["quantity"] == "I_YM") & (sub[name]["labels"] == "kmeans"), "h_y"]
+        assert np.allclose(h, entropy_bits(record.labelings["kmeans"][idx]), rtol=0, atol=1e-12)
+    capsys.readouterr()
+    bare = train(RunConfig().override(**{**TINY, "train.epochs": 1, "mi.estimators": ("kde",)}), tmp_path / "b",
+                 progress=False)
+    assert main(["estimate", str(bare.path), "--probe-subset", "test", "--quiet"]) == 2
+    assert "probe subset 'test' holds 0 sample(s)" in capsys.readouterr().err

@@ -122,3 +122,56 @@ def test_code_rule_union_equals_per_instance_resize_on_real_samples(full) -> Non
         assert np.array_equal(code_mask_per_instance(inst, 100), preprocess_mask(union, 100, "code")), s.id
         checked += len(inst)
     assert checked > 100
+
+
+# -- graded masks (the MI notebooks' Y) and masks made at the paper's size ---------------------------
+
+GRADED_MEAN_605 = 0.138  # methods.md section 4: mean of the 605 graded training masks at S = 128
+
+
+def _notebook_graded(src, sample, size: int) -> np.ndarray:
+    """The MI notebooks' loop, literally: imread each instance (uint8 0/255), resize it with
+    mode='constant', preserve_range=True, combine with np.maximum, store as int32, divide by 255."""
+    from skimage.transform import resize
+
+    mask = np.zeros((size, size, 1), dtype=bool)
+    for m in sample.masks:
+        mask_ = np.asarray(decode_png(src.read(m), m))
+        mask_ = np.expand_dims(resize(mask_, (size, size), mode="constant", preserve_range=True), axis=-1)
+        mask = np.maximum(mask, mask_)
+    y = np.zeros((1, size, size, 1), dtype=np.int32)
+    y[0] = mask
+    return (y / 255)[0, :, :, 0]
+
+
+def test_graded_masks_are_the_notebooks_own_on_real_samples(full) -> None:
+    src, chosen = _equality_samples()
+    for i, s in chosen:
+        ref = _notebook_graded(src, s, 128)
+        got = full["first"].train.graded[i, 0]
+        assert got.dtype == np.float64 and np.array_equal(got, ref), s.id
+        assert 0 < ref.mean() < full["first"].train.masks[i, 0].mean()  # graded: thinner than the dilated mask
+    g = full["first"].train.graded
+    assert abs(float(g.mean()) - GRADED_MEAN_605) <= TOL, float(g.mean())
+    assert full["first"].train.meta["graded_den"] == 255
+    assert np.array_equal(np.rint(g * 255) / 255, g) and g.max() <= 1.0 and len(np.unique(g)) > 200
+
+
+def test_masks_made_at_128_and_brought_to_64(full) -> None:
+    """mask_size = 128 at S = 64: each 2 x 2 block of the S = 128 masks -> one pixel; binary:
+    foreground when at least 2 of its 4 pixels are; graded: the block mean; the coarsening classes
+    are those at S = 128 exactly. The code rule at S = 64 itself dilates far more."""
+    from infoflow.estimators import coarsen_labels
+
+    ids = list_ids(TRAIN_ZIP)[:40]
+    small = read_dsb(TRAIN_ZIP, size=64, mask_size=128, ids=ids, progress=False)
+    big = full["first"].train.subset(np.arange(40))
+    blocks = big.masks[:, 0].reshape(40, 64, 2, 64, 2).sum(axis=(2, 4))
+    assert np.array_equal(small.masks[:, 0], (blocks >= 2).astype(np.float32))
+    num = np.rint(big.graded[:, 0] * 255).astype(np.int64).reshape(40, 64, 2, 64, 2).sum(axis=(2, 4))
+    assert np.array_equal(small.graded[:, 0], num / 1020.0) and small.meta["graded_den"] == 1020
+    assert np.array_equal(coarsen_labels(small.graded), coarsen_labels(big.graded))
+    assert small.meta["mask_size"] == 128
+    plain = read_dsb(TRAIN_ZIP, size=64, ids=ids, progress=False)
+    ref = float(big.masks.mean())
+    assert abs(float(small.masks.mean()) - ref) < 0.03 < float(plain.masks.mean()) - ref

@@ -55,6 +55,23 @@ def test_coarsen_threshold_setting():
     np.testing.assert_array_equal(coarsen_labels(masks), [0, 0])
 
 
+GRADED_CASES = [  # (value of every pixel of block (0, 0) at S = 128, pixels set) -> class; T = 64
+    (0.5, 128, 0),  # sum 64: not more than T
+    (0.5, 130, 1),  # sum 65
+    (64 / 255, 255, 0),  # sum 64.0 exactly
+    (1.0, 65, 1),
+    (0.25, 1024, 1),  # a faint block: 256 > 64, although no pixel is above 0.5
+]
+
+
+@pytest.mark.parametrize("value, pixels, code", GRADED_CASES)
+def test_coarsen_sums_graded_values_as_the_notebook(value, pixels, code):
+    """The coarsening notebook sums graded masks over each block (block_reduce with np.sum)."""
+    m = np.zeros((1, 1, 128, 128))
+    m[0, 0, :32, :32].flat[:pixels] = value
+    assert coarsen_labels(m).tolist() == [code]
+
+
 def test_coarsen_matches_naive_loop():
     rng = np.random.default_rng(0)
     masks = (rng.random((20, 1, 16, 16)) < rng.random((20, 1, 1, 1))).astype(np.float32)

@@ -21,6 +21,7 @@ def test_paper_profile_is_the_papers_code():
     assert cfg.mi.noise_var == (0.2,) and cfg.mi.bin_size == (0.1,) and cfg.mi.kmeans_k == 64
     assert cfg.data.source == "/data/dsb" and cfg.model.model == 3 and cfg.model.skip_mask() == (False, False, True, True)
     assert get_profile("paper").gpus_per_run == 1
+    assert cfg.model.init == "keras" and (cfg.mi.probe, cfg.mi.subset, cfg.mi.y_from) == ("all", "train", "code")
 
 
 def test_cpu_and_smoke_profiles_are_valid_configs():
@@ -31,7 +32,10 @@ def test_cpu_and_smoke_profiles_are_valid_configs():
             validate_config(profile_config(name, model=m))
     cpu = profile_config("cpu")
     assert (cpu.data.size, cpu.model.width, cpu.train.optimizer, cpu.train.num_threads) == (64, 8, "adam", 1)
-    assert cpu.mi.probe == "train" and cpu.mi.probe_limit is None and cpu.mi.kmeans_k == 64
+    # the original's probe sets: activations of all 670 images stored, K-means estimates on the 605 training ones
+    assert (cpu.mi.probe, cpu.mi.subset, cpu.mi.y_from) == ("all", "train", "code")
+    assert cpu.mi.probe_limit is None and cpu.mi.kmeans_k == 64
+    assert cpu.data.mask_size == 128  # masks made at the paper's size (its foreground fraction)
     assert get_profile("cpu").changes  # documented differences from the paper
     smoke = profile_config("smoke")
     assert smoke.data.limit == 48 and smoke.mi.kmeans_k <= 48
@@ -42,6 +46,7 @@ def test_every_field_is_overridable_after_the_profile():
                                       "train.seed": 10}, seed_index=2)
     assert cfg.train.epochs == 7 and cfg.mi.noise_var == (1.0,) and cfg.model.width == 4
     assert cfg.train.seed == 12  # seeds are offsets from the configured seed
+    assert cfg.mi.kmeans_seed == 2  # ... and so is the K-means seed: the classes Y vary with the seed too
     with pytest.raises(ConfigError):
         profile_config("cpu", sets={"train.nope": 1})
     with pytest.raises(ConfigError):

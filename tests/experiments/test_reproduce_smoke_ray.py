@@ -48,7 +48,7 @@ def test_smoke_reproduction_trains_all_models_and_writes_claims_figures_report(s
         assert (run.figures_dir / "uplots.png").exists()
     claims = pd.read_csv(out / "claims.csv", keep_default_na=False)
     assert {"1", "2", "3", "4", "4 Model 2", "4 Model 3", "4 Model 4", "4 outcome"} <= set(claims["claim"])
-    assert set(claims["status"]) <= {"pass", "fail", "inconclusive"}
+    assert set(claims["status"]) <= {"pass", "fail", "undecided"}
     assert (claims["detail"].str.len() > 20).all()
     md = (out / "claims.md").read_text()
     assert "Profile `smoke`" in md and "## Thresholds" in md

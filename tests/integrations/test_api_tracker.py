@@ -15,8 +15,9 @@ from infoflow.config import MIConfig
 from infoflow.errors import ConfigError, RunError
 from infoflow.layers import describe_network
 from infoflow.runs import RunDir
-from infoflow.tracker import MITracker, ProbeSet, make_labelings, reestimate
+from infoflow.tracker import MITracker, ProbeSet, reestimate
 from infoflow.train import code_schedule, dice_per_image
+from infoflow.train import in_code_schedule as train_in_code_schedule
 
 monai_nets = pytest.importorskip("monai.networks.nets")
 
@@ -119,9 +120,8 @@ def test_monai_unet_through_mitracker(dsb_small, tmp_path):
     net = describe_network(model, torch.from_numpy(tr.images[:1]))
     assert net.skip_pairs == ((0, 4), (1, 3)) and net.method == "fx"
     run = RunDir.create(tmp_path / "unet", {"name": "monai-unet", "mi": {"kmeans_k": 4}, "network": net.to_config()})
-    labels = make_labelings(tr.masks[:12], tr.masks, MI)
-    tracker = MITracker(run, ProbeSet(tr.images[:12], tr.masks[:12], tr.ids[:12], labels, fit_masks=tr.masks), MI,
-                        layers=net.layers_fn())
+    probe = ProbeSet.build(tr.images[:12], tr.masks[:12], tr.ids[:12], MI, fit_y_masks=tr.masks, fit_masks=tr.masks)
+    tracker = MITracker(run, probe, MI, layers=net.layers_fn())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.from_numpy(tr.images), torch.from_numpy(tr.masks)
     for epoch in (1, 2):
@@ -135,8 +135,11 @@ def test_monai_unet_through_mitracker(dsb_small, tmp_path):
 
 def test_schedules():
     assert [e for e in range(1, 251) if schedule_predicate("code", 250)(e)] == code_schedule(250)
-    assert [e for e in range(1, 30) if schedule_predicate("code", 7)(e)] == list(range(1, 20)) + [20, 25]
-    assert in_code_schedule(300) and not in_code_schedule(301)
+    # the original's epochs, whatever the planned end (Keras's 0-based do_report, shifted by one)
+    assert [e for e in range(1, 30) if schedule_predicate("code", 7)(e)] == list(range(1, 22)) + [26]
+    assert [e for e in range(1, 30) if schedule_predicate("code")(e)] == list(range(1, 22)) + [26]
+    assert in_code_schedule(301) and not in_code_schedule(300) and not in_code_schedule(0)
+    assert in_code_schedule is train_in_code_schedule  # one definition
     assert [e for e in range(1, 11) if schedule_predicate([2, 5])(e)] == [2, 5]
     log = [e for e in range(1, 101) if schedule_predicate("log", 100, log_points=5)(e)]
     assert log[0] == 1 and log[-1] == 100 and len(log) <= 6

@@ -17,8 +17,8 @@ def _tracker(tmp_path, retain: bool) -> MITracker:
     rng = np.random.default_rng(0)
     images = rng.random((8, 3, 32, 32), dtype=np.float32)
     masks = (rng.random((8, 1, 32, 32)) > 0.5).astype(np.float32)
-    probe = ProbeSet(images, masks, [str(i) for i in range(8)], {"kmeans": np.arange(8) % 2})
     mi = MIConfig(labels=("kmeans",), estimators=("kde", "bin"), retain_memory=retain)
+    probe = ProbeSet.build(images, masks, [str(i) for i in range(8)], mi, labelings={"kmeans": np.arange(8) % 2})
     return MITracker(RunDir.create(tmp_path / f"run-{retain}", {"test": True}), probe, mi)
 
 

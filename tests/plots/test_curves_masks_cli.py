@@ -9,7 +9,6 @@ from matplotlib.collections import PolyCollection
 from infoflow.cli import main
 from infoflow.plots import class_examples, dice_curves, layer_stats, make_figures, mi_vs_epoch, predicted_masks
 from infoflow.runs import RunDir
-from infoflow.tracker import load_probe_facts
 
 
 def test_mi_vs_epoch_panels_log_axis_and_values(run, helper):
@@ -82,8 +81,8 @@ def test_predicted_masks_reload_the_split_when_inputs_were_not_stored(run, tmp_p
 
 @pytest.mark.parametrize("labels", ["kmeans", "coarse"])
 def test_class_examples_rows_hold_masks_of_one_class(run, labels):
-    facts = load_probe_facts(run)
-    y = facts["labelings"][labels]
+    record = run.load_probe()
+    y = record.labelings[labels]
     fig = class_examples(run, labels, per_class=4, max_classes=3)
     classes, counts = np.unique(y, return_counts=True)
     assert len(fig.axes) == 3 * 4
@@ -92,7 +91,7 @@ def test_class_examples_rows_hold_masks_of_one_class(run, labels):
         code = int(row[0].get_gid().split("-")[1])
         shown = [ax.images[0].get_array() for ax in row if ax.images]
         assert len(shown) == min(4, int(counts[classes == code][0]))
-        members = facts["masks"][y == code, 0]
+        members = record.y_masks[y == code, 0]
         for img in shown:
             assert any(np.array_equal(img, m) for m in members)
     assert int(row[0].get_gid().split("-")[1]) in classes

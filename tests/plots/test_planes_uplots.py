@@ -76,11 +76,16 @@ def test_plane_selection_of_estimator_and_labels(run):
 
 
 def test_uplot_epochs_follow_the_paper_code():
+    from infoflow.plots import CODE_UPLOT_EPOCHS
     from infoflow.train import code_schedule
 
-    assert uplot_epochs(code_schedule(10_000)) == [1, 10, 100, 500, 1000, 2000, 5000, 9900]
-    assert uplot_epochs(range(1, 31)) == [1, 10, 30]
-    assert uplot_epochs([1, 2, 3, 4]) == [1, 4]
+    # the code's Keras epochs 1, 10, ..., 9900 are 0-based: 2, 11, ..., 9901 in 1-based epochs,
+    # all of them logged by the code schedule
+    assert CODE_UPLOT_EPOCHS == (2, 11, 101, 501, 1001, 2001, 5001, 9901)
+    assert uplot_epochs(code_schedule(10_000)) == [2, 11, 101, 501, 1001, 2001, 5001, 9901]
+    assert uplot_epochs(range(1, 31)) == [2, 11, 30]
+    assert uplot_epochs([1, 2, 3, 4]) == [2, 4]
+    assert uplot_epochs([1, 10, 100, 1000]) == [1, 10, 100, 1000]  # each target moved to the nearest logged epoch
     with pytest.raises(ValueError, match="not logged"):
         uplot_epochs([1, 2], epochs=[3])
 
@@ -101,7 +106,7 @@ def test_uplots_lines_per_epoch_merges_and_skips(run, helper):
     x = _mi(run).set_index(["epoch", "layer"])
     for ax in (ax_x, ax_y):
         lines = {ln.get_gid(): ln for ln in ax.lines if (ln.get_gid() or "").startswith("epoch-")}
-        assert sorted(lines) == ["epoch-1", "epoch-4"]  # nearest logged epochs to the code's 1, 10, ...
+        assert sorted(lines) == ["epoch-2", "epoch-4"]  # nearest logged epochs to the code's 2, 11, ... (1-based)
         merges = sorted(int(ln.get_xdata()[0]) for ln in ax.lines if (ln.get_gid() or "").startswith("merge-"))
         assert merges == list(MERGE_LAYERS) == [11, 14, 17, 20]
         arcs = {p.get_gid(): p for p in ax.patches if isinstance(p, Arc)}

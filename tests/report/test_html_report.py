@@ -246,14 +246,14 @@ def test_robustness_section_lists_statements_and_the_grid(qdoc, run, helper):
     (grid,) = re.findall(r'<table class="robustness">(.*?)</table>', qdoc, flags=re.S)
     order = ["noise_var=0.2", "rel=0.1", "rel=1.0", "silverman=1.0"]
     assert re.findall(r"<th>(.*?)</th>", grid) == ["claim"] + order
-    words = {True: "holds", False: "fails", None: "inconclusive"}
+    words = {True: "holds", False: "fails", None: "undecided"}
     for r in verdicts.itertuples(index=False):
         row = re.search(rf'<tr data-claim="{r.claim}">(.*?)</tr>', grid, flags=re.S).group(1)
         cell = re.search(rf'<td class=(\S+) data-setting="{re.escape(r.setting)}"[^>]*>(\w+)</td>', row)
         assert cell.group(2) == words[r.holds]
         assert cell.group(1) == {True: "status-pass", False: "status-fail", None: "status-other"}[r.holds]
     assert "layers &lt;at&gt; H(Y)" in grid and "<at>" not in grid  # details as escaped tooltips
-    assert {"holds", "fails", "inconclusive"} <= set(re.findall(r">(holds|fails|inconclusive)</td>", grid))
+    assert {"holds", "fails", "undecided"} <= set(re.findall(r">(holds|fails|undecided)</td>", grid))
 
 
 def test_report_without_estimates_has_no_quality_section(run):

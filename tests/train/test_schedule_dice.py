@@ -5,18 +5,34 @@ from infoflow.errors import ConfigError
 from infoflow.train import code_schedule, dice_per_image, log_schedule, logged_epochs
 
 
+def _original_logged_epochs(epochs: int) -> list[int]:
+    """Built here from the original's recipe: ``do_report(epoch)`` on Keras's 0-based epoch, and
+    Keras epoch k ends after k + 1 epochs of training (infoflow's 1-based epoch k + 1)."""
+
+    def do_report(epoch):
+        return epoch < 20 or (epoch < 100 and epoch % 5 == 0) or (epoch < 200 and epoch % 10 == 0) or epoch % 100 == 0
+
+    return [k + 1 for k in range(epochs) if do_report(k)]
+
+
 def test_code_schedule_matches_the_paper_code():
     s = code_schedule(10_000)
-    assert len(s) == 144
-    assert s[:19] == list(range(1, 20))
-    assert s[19:23] == [20, 25, 30, 35] and 95 in s and 96 not in s
-    assert [e for e in s if 100 <= e < 200] == list(range(100, 200, 10))
-    assert s[-3:] == [9800, 9900, 10000]
+    assert s == _original_logged_epochs(10_000)
+    assert len(s) == 144 and s[-1] == 9901
+    assert s[:21] == list(range(1, 22)) and s[21] == 26
+    assert [e for e in s if 21 <= e <= 101] == list(range(21, 102, 5))
+    assert [e for e in s if 101 <= e <= 201] == list(range(101, 202, 10))
+    assert [e for e in s if e >= 201] == list(range(201, 10_000, 100))
+    assert 10_000 not in s and 20 in s and 25 not in s
 
 
-@pytest.mark.parametrize("epochs, last", [(1, [1]), (7, [6, 7]), (23, [19, 20, 23]), (105, [100, 105])])
-def test_code_schedule_always_ends_at_the_last_epoch(epochs, last):
-    assert code_schedule(epochs)[-len(last):] == last
+@pytest.mark.parametrize("epochs, expected", [
+    (0, []), (1, [1]), (7, list(range(1, 8))), (25, list(range(1, 22))), (26, list(range(1, 22)) + [26]),
+    (100, _original_logged_epochs(100)), (101, _original_logged_epochs(100) + [101]),
+])
+def test_code_schedule_does_not_add_the_last_epoch(epochs, expected):
+    assert code_schedule(epochs) == expected == _original_logged_epochs(epochs)
+    assert logged_epochs("code", epochs) == expected
 
 
 def test_log_schedule():

@@ -29,8 +29,12 @@ def estimate_command(
     estimators: Optional[str] = typer.Option(None, "--estimators", help="comma-separated: kde, bin, renyi"),
     preset: Optional[str] = typer.Option(None, "--preset", help="'code' (s2 0.2) or 'paper' (s2 1.0)"),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="comma-separated logged epochs (default: all stored)"),
-    probe_subset: Optional[int] = typer.Option(None, "--probe-subset", help="use a seeded random subset of this many probe samples"),
-    subset_seed: int = typer.Option(0, "--subset-seed", help="seed of --probe-subset"),
+    probe_subset: Optional[str] = typer.Option(None, "--probe-subset", help="probe samples to estimate on: train or "
+                                               "test (the samples of that split), all, or a number n (a seeded random "
+                                               "subset of n samples); default: the run's own (mi.subset)"),
+    subset_seed: int = typer.Option(0, "--subset-seed", help="seed of --probe-subset n"),
+    y_from: Optional[str] = typer.Option(None, "--y-from", help="masks Y is made from: code (graded masks, as the "
+                                         "paper's MI notebooks) or binary (the training masks)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (default RUN/estimates/mi-<settings>.csv)"),
     width: Optional[str] = typer.Option(None, "--width", help="kernel widths of KDE and Renyi, comma-separated: "
                                         "fixed (each --noise-var), fixed:S2, rel:F (F x median squared distance), "
@@ -66,7 +70,7 @@ def estimate_command(
     if labels is not None:
         changes["labels"] = tuple(x.strip() for x in labels.split(",") if x.strip())
     for key, value in (("kmeans_k", k), ("kmeans_seed", kmeans_seed), ("coarse_grid", grid),
-                       ("coarse_threshold", threshold), ("renyi_alpha", alpha)):
+                       ("coarse_threshold", threshold), ("renyi_alpha", alpha), ("y_from", y_from)):
         if value is not None:
             changes[key] = value
     if estimators is not None:
@@ -88,15 +92,20 @@ def estimate_command(
             raise ConfigError(f"--epochs takes comma-separated integers, got {epochs!r}") from None
     subset = None
     if probe_subset is not None:
-        n = len(run.load_probe()["ids"])
-        if not 2 <= probe_subset <= n:
-            raise ConfigError(f"--probe-subset must be between 2 and the probe set size {n}, got {probe_subset}")
-        subset = np.sort(np.random.default_rng(subset_seed).choice(n, size=probe_subset, replace=False))
+        if probe_subset.strip().isdigit():
+            n = len(run.load_probe())
+            size = int(probe_subset)
+            if not 2 <= size <= n:
+                raise ConfigError(f"--probe-subset must be between 2 and the probe set size {n}, got {size}")
+            subset = np.sort(np.random.default_rng(subset_seed).choice(n, size=size, replace=False))
+        else:
+            mi = dataclasses.replace(mi, subset=None if probe_subset == "all" else probe_subset)
+            run.load_probe().subset(mi.subset)  # a clear error before any work
     t0 = time.perf_counter()
     table = reestimate(run, mi, epochs=epoch_list, subset=subset, progress=not quiet)
     seconds = time.perf_counter() - t0
     if out is None:
-        out = estimates_path(run, mi, probe_subset=probe_subset if subset is not None else None)
+        out = estimates_path(run, mi, probe_subset=probe_subset)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     n_ceiling = int((table["at_ceiling"] & (table["quantity"] == "I_XM")).sum())

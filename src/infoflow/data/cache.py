@@ -4,13 +4,15 @@ Where: ``cache_dir`` (DataConfig.cache_dir), else ``$INFOFLOW_CACHE``, else ``~/
 
 Key: sha256 of a JSON document holding the cache format version, the sha256 of the source's
 content (the zip's bytes; for a folder, its relative file paths and file bytes), the size S, the
-mask rule and, for a partial read only, the list of sample ids read. ``limit`` is applied after
+mask rule, the size the masks were made at and, for a partial read only, the list of sample ids
+read. ``limit`` is applied after
 loading and is not part of the key. A file is ``dsb-<key[:40]>.npz`` and stores its full key and
 metadata; a file that does not load, or whose stored key or shapes disagree, is treated as a miss
 and rewritten. Writes are atomic: a temporary file in the cache folder, then ``os.replace``.
 
 Images of the ``code`` rule are uint8 / 255 by construction and are stored as uint8 (exact);
-``linear`` images are stored as float32. Masks are stored as uint8 0/1.
+``linear`` images are stored as float32. Masks are stored as uint8 0/1, graded masks as their
+uint16 numerators (exact).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError
-from .arrays import SegArrays
+from .arrays import SegArrays, graded_from_numerators, graded_numerators
 from .dsb import DEFAULT_MAX_PIXELS, check_rule, read_dsb
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: graded masks and the mask size
 ENV_VAR = "INFOFLOW_CACHE"
 _CHUNK = 1 << 20
 
@@ -76,13 +78,15 @@ def source_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def cache_key(*, digest: str, size: int, mask_rule: str, ids: Sequence[str] | None = None) -> str:
+def cache_key(*, digest: str, size: int, mask_rule: str, mask_size: int | None = None,
+              ids: Sequence[str] | None = None) -> str:
     doc = {
         "format": FORMAT_VERSION,
         "kind": "dsb2018",
         "source_sha256": digest,
         "size": int(size),
         "mask_rule": mask_rule,
+        "mask_size": int(size) if mask_size is None else int(mask_size),
         "ids": None if ids is None else sorted(ids),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
@@ -101,6 +105,8 @@ def save(path: Path, key: str, arrays: SegArrays) -> None:
         img_store, img_codec = u8, "u8/255"
     else:
         img_store, img_codec = images.astype(np.float32, copy=False), "f32"
+    if arrays.graded is None or "graded_den" not in arrays.meta:
+        raise DataError(f"{arrays.source}: only arrays with graded masks are cached")
     meta = dict(arrays.meta)
     meta.update({"format": FORMAT_VERSION, "key": key, "image_codec": img_codec, "n": len(arrays)})
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
@@ -110,6 +116,7 @@ def save(path: Path, key: str, arrays: SegArrays) -> None:
                 f,
                 images=img_store,
                 masks=arrays.masks.astype(np.uint8),
+                graded=graded_numerators(arrays.graded, int(meta["graded_den"])),
                 ids=np.array(arrays.ids, dtype=str),
                 meta=np.array(json.dumps(meta, sort_keys=True)),
             )
@@ -135,6 +142,7 @@ def load(path: Path, key: str, *, source: str) -> SegArrays | None:
             if meta.get("format") != FORMAT_VERSION or meta.get("key") != key:
                 return None
             images, masks, ids = z["images"], z["masks"], [str(i) for i in z["ids"]]
+            graded = z["graded"]
         codec = meta.get("image_codec")
         if codec == "u8/255" and images.dtype == np.uint8:
             images = images.astype(np.float32) / np.float32(255.0)
@@ -144,10 +152,14 @@ def load(path: Path, key: str, *, source: str) -> SegArrays | None:
             return None
         if masks.dtype != np.uint8 or len(ids) != meta.get("n") or masks.max(initial=0) > 1:
             return None
+        den = int(meta.get("graded_den") or 0)
+        if graded.dtype != np.uint16 or graded.shape != masks.shape or den < 1 or graded.max(initial=0) > den:
+            return None
         meta = {k: v for k, v in meta.items() if k not in ("format", "key", "image_codec", "n")}
         meta["cache_file"] = str(path)
         meta["path"] = source
-        return SegArrays(images=images, masks=masks.astype(np.float32), ids=ids, source=source, meta=meta)
+        return SegArrays(images=images, masks=masks.astype(np.float32), ids=ids, source=source, meta=meta,
+                         graded=graded_from_numerators(graded, den))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, DataError):
         return None
 
@@ -157,6 +169,7 @@ def cached_read_dsb(
     *,
     size: int = 128,
     mask_rule: str = "code",
+    mask_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     ids: Sequence[str] | None = None,
     directory: str | os.PathLike | None = None,
@@ -166,26 +179,27 @@ def cached_read_dsb(
 ) -> SegArrays:
     """:func:`read_dsb` through the cache. ``ids`` None: the whole source (the usual entry)."""
     check_rule(mask_rule)
+    read = dict(size=size, mask_rule=mask_rule, mask_size=mask_size, max_pixels=max_pixels, progress=progress)
     if not use_cache:
-        return read_dsb(path, size=size, mask_rule=mask_rule, max_pixels=max_pixels, progress=progress, ids=ids)
+        return read_dsb(path, ids=ids, **read)
     src = str(Path(path))
     digest = digest or source_digest(path)
     d = cache_dir(directory)
     if ids is not None:  # a partial read: the full entry serves it too
-        full = load(cache_path(d, cache_key(digest=digest, size=size, mask_rule=mask_rule)),
-                    cache_key(digest=digest, size=size, mask_rule=mask_rule), source=src)
+        full_key = cache_key(digest=digest, size=size, mask_rule=mask_rule, mask_size=mask_size)
+        full = load(cache_path(d, full_key), full_key, source=src)
         if full is not None:
             pos = {sid: i for i, sid in enumerate(full.ids)}
             if all(i in pos for i in ids):
                 return full.subset(sorted(pos[i] for i in ids))
-    key = cache_key(digest=digest, size=size, mask_rule=mask_rule, ids=ids)
+    key = cache_key(digest=digest, size=size, mask_rule=mask_rule, mask_size=mask_size, ids=ids)
     cp = cache_path(d, key)
     hit = load(cp, key, source=src)
     if hit is not None:
         return hit
     if cp.exists():
         warnings.warn(f"cache file {cp} is unreadable or stale; rebuilding it", stacklevel=2)
-    arrays = read_dsb(path, size=size, mask_rule=mask_rule, max_pixels=max_pixels, progress=progress, ids=ids)
+    arrays = read_dsb(path, ids=ids, **read)
     arrays.meta["sha256"] = digest
     try:
         save(cp, key, arrays)

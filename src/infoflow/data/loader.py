@@ -27,7 +27,7 @@ from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from .arrays import SegArrays, Splits
 from .cache import cached_read_dsb, source_digest
-from .dsb import MASK_RULES, list_ids
+from .dsb import MASK_RULES, list_ids, mask_factor
 from .synthetic import make_synthetic
 
 TRAIN_ZIP = "stage1_train.zip"
@@ -51,6 +51,13 @@ def _check(cfg: DataConfig) -> None:
         raise ConfigError(f"data.mask_rule must be one of {', '.join(MASK_RULES)}, got {cfg.mask_rule!r}")
     if int(cfg.size) < 8:
         raise ConfigError(f"data.size must be >= 8, got {cfg.size}")
+    if cfg.mask_size is not None:
+        if cfg.source == "synthetic":
+            raise ConfigError("data.mask_size applies to DSB 2018 masks; the synthetic nuclei's masks are exact at any size")
+        try:
+            mask_factor(int(cfg.size), int(cfg.mask_size))
+        except DataError as exc:
+            raise ConfigError(f"data.mask_size: {exc}") from None
     if cfg.limit is not None and int(cfg.limit) < 1:
         raise ConfigError(f"data.limit must be >= 1 or None, got {cfg.limit}")
     if cfg.max_pixels is not None and int(cfg.max_pixels) < 1:
@@ -115,6 +122,7 @@ def _read(path: Path, ids: list[str], n_all: int, cfg: DataConfig, progress: boo
         path,
         size=int(cfg.size),
         mask_rule=cfg.mask_rule,
+        mask_size=None if cfg.mask_size is None else int(cfg.mask_size),
         max_pixels=int(cfg.max_pixels),
         ids=None if everything else ids,
         directory=cfg.cache_dir,

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..errors import InfoflowError
 from ..runs import RunDir, atomic_write_text
-from .claims import CLAIM_COLUMNS, ClaimThresholds, claims_from_runs, claims_markdown, group_by_model
+from .claims import CLAIM_COLUMNS, UNDECIDED, ClaimThresholds, claims_from_runs, claims_markdown, group_by_model
 from .profiles import Profile, get_profile
 from .sweep import RunSpec, SweepResult, plan_runs, run_sweep
 
@@ -156,7 +156,7 @@ def _claims(runs: list[RunDir], th: ClaimThresholds, result: ReproduceResult
         return claims_from_runs(runs, thresholds=th, settings="all")
     except InfoflowError as exc:
         result.problems.append(f"claims: {exc}")
-        rows = [{"claim": k, "statement": "", "status": "inconclusive", "detail": str(exc), "selection": "",
+        rows = [{"claim": k, "statement": "", "status": UNDECIDED, "detail": str(exc), "selection": "",
                  "seeds": 0} for k in ("1", "2", "3", "4")]
         return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS)), {}
 
@@ -168,10 +168,6 @@ def _preamble(p: Profile, specs: list[RunSpec], runs: list[RunDir], manifest: Ma
              f"{manifest['seeds']} seed(s) each" + (f"; overrides {manifest['sets']}" if manifest["sets"] else "") + "."]
     if p.changes:
         lines += ["", "What differs from the paper, and why:", ""] + [f"- {c}" for c in p.changes]
-    lines += ["", "Status: **pass** the data show the claim under the thresholds below; **fail** they contradict "
-              "it; **inconclusive** the estimates involved sit at their ceiling, or too few logged epochs, or a "
-              "run too short to tell. Several seeds: the verdict is on the median across seeds; the detail gives "
-              "the per-seed verdicts and the range of the numbers."]
     return "\n".join(lines)
 
 

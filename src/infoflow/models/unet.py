@@ -10,10 +10,14 @@ exactly 1,941,105 parameters like the original Keras model.
 The 23 probe layers are the layers with weights in forward order (methods.md section 2); each
 probe module's output is the layer's activation *after* its own activation function, so hooks
 on :func:`probe_modules` see what the paper analysed.
+
+Initialisation: PyTorch's defaults, or with ``build_model(init="keras")`` the original's Keras
+defaults (Glorot-uniform kernels, zero biases; methods.md section 3).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -170,11 +174,62 @@ class UNet(nn.Module):
         return tuple(sorted(m for _, m in self.skip_pairs))
 
 
+#: Initialisations :func:`build_model` offers: the original Keras code's and PyTorch's defaults.
+INITS: tuple[str, ...] = ("keras", "torch")
+
+
+def keras_fans(module: nn.Conv2d | nn.ConvTranspose2d) -> tuple[int, int]:
+    """(fan_in, fan_out) of a convolution's kernel as Keras computes them for Glorot.
+
+    Keras stores a Conv2D kernel as (kh, kw, in, out) and a Conv2DTranspose kernel as
+    (kh, kw, filters, in), i.e. (kh, kw, out, in); its ``_compute_fans`` takes
+    fan_in = kh * kw * shape[-2] and fan_out = kh * kw * shape[-1]. So a Conv2D has
+    fan_in = kh kw in, fan_out = kh kw out, and a Conv2DTranspose the reverse,
+    fan_in = kh kw out, fan_out = kh kw in (Glorot only uses their sum).
+    """
+    receptive = math.prod(module.kernel_size)  # kh * kw
+    if isinstance(module, nn.ConvTranspose2d):
+        return receptive * module.out_channels, receptive * module.in_channels
+    return receptive * module.in_channels, receptive * module.out_channels
+
+
+def glorot_bound(fan_in: int, fan_out: int) -> float:
+    """Half-width of Keras's ``glorot_uniform``: sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+@torch.no_grad()
+def keras_init_(module: nn.Module) -> nn.Module:
+    """Keras's default initialisation, in place, on every Conv2d and ConvTranspose2d of ``module``.
+
+    Kernels are drawn from U(-b, b), b = sqrt(6 / (fan_in + fan_out)) with Keras's fans
+    (:func:`keras_fans`), biases set to zero (methods.md section 3). Draws come from torch's
+    global generator, so the same ``torch.manual_seed`` gives the same weights. Returns ``module``.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if m.groups != 1:
+                raise ConfigError(f"keras init supports ungrouped convolutions only, got groups={m.groups}")
+            bound = glorot_bound(*keras_fans(m))
+            m.weight.uniform_(-bound, bound)
+            if m.bias is not None:
+                m.bias.zero_()
+    return module
+
+
 def build_model(*, model: int | None = 1, skips: Sequence[bool] | None = None, width: int = 16,
-                in_channels: int = 3) -> UNet:
-    """The paper's Model ``model`` (1-4), or an explicit skip mask, at base width ``width``."""
+                in_channels: int = 3, init: str = "torch") -> UNet:
+    """The paper's Model ``model`` (1-4), or an explicit skip mask, at base width ``width``.
+
+    ``init``: "keras" (the original's Glorot-uniform kernels and zero biases, :func:`keras_init_`)
+    or "torch" (PyTorch's defaults: kernels and biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+    Both draw from torch's global generator: seed it first for reproducible weights.
+    """
+    if init not in INITS:
+        raise ConfigError(f"model.init must be 'keras' or 'torch', got {init!r}")
     mask = tuple(skips) if skips is not None else skips_for_model(model if model is not None else 1)
-    return UNet(width=width, in_channels=in_channels, skips=mask)
+    net = UNet(width=width, in_channels=in_channels, skips=mask)
+    return keras_init_(net) if init == "keras" else net
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,8 +17,10 @@ from ..runs import RunDir
 
 Source = Union[RunDir, str, os.PathLike, pd.DataFrame]
 
-#: The logged epochs the paper's code drew in its U-Plots (Fig. 4).
-CODE_UPLOT_EPOCHS: tuple[int, ...] = (1, 10, 100, 500, 1000, 2000, 5000, 9900)
+#: The logged epochs the paper's code drew in its U-Plots (Fig. 4), in infoflow's 1-based epochs:
+#: the code's Keras epochs 1, 10, 100, 500, 1000, 2000, 5000, 9900 are 0-based (Keras epoch k
+#: ends after k + 1 epochs of training), and each is in the code schedule (methods.md section 3).
+CODE_UPLOT_EPOCHS: tuple[int, ...] = (2, 11, 101, 501, 1001, 2001, 5001, 9901)
 #: The epochs of the paper's Fig. 6.
 PAPER_PREDICTION_EPOCHS: tuple[int, ...] = (1000, 2000, 5000, 10000)
 
@@ -260,8 +262,9 @@ def nearest_epochs(available: Iterable[int], targets: Iterable[int]) -> list[int
 
 
 def uplot_epochs(available: Iterable[int], epochs: Iterable[int] | None = None) -> list[int]:
-    """Default U-Plot epochs: the code's 1, 10, 100, ..., 9900, each moved to the nearest logged
-    epoch (duplicates dropped); explicit ``epochs`` must be logged ones."""
+    """Default U-Plot epochs: the code's :data:`CODE_UPLOT_EPOCHS` (2, 11, 101, ..., 9901 in
+    1-based epochs), each moved to the nearest logged epoch (duplicates dropped); explicit
+    ``epochs`` must be logged ones."""
     avail = sorted({int(e) for e in available})
     if epochs is None:
         return nearest_epochs(avail, CODE_UPLOT_EPOCHS)

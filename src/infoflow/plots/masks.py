@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..errors import InfoflowError, RunError
-from ..runs import RunDir
+from ..runs import ProbeRecord, RunDir
 from . import _data, _style
 
 
@@ -121,19 +121,17 @@ def class_examples(source: RunDir | str | Mapping[str, Any], labels: str = "kmea
     """Masks of the probe set grouped by output class (paper Fig. 2): one row per class with
     ``per_class`` masks of it; the ``max_classes`` most populous classes, largest first.
 
-    ``source``: a run (its ``probe.npz``) or the dict of :func:`infoflow.tracker.load_probe_facts`.
+    ``source``: a run (its ``probe.npz``), a :class:`~infoflow.runs.ProbeRecord`, or a mapping with
+    ``labelings`` and ``masks``. The masks drawn are those Y was made from (graded masks by default).
     """
     if isinstance(source, Mapping):
-        facts = source
+        labelings, masks = source["labelings"], np.asarray(source["masks"])
     else:
-        from ..tracker import load_probe_facts
-
-        facts = load_probe_facts(_data.as_run(source))
-    labelings = facts["labelings"]
+        record = source if isinstance(source, ProbeRecord) else _data.as_run(source).load_probe()
+        labelings, masks = record.labelings, record.y_masks
     if labels not in labelings:
         raise InfoflowError(f"the probe set has no labelling {labels!r}; it has {sorted(labelings)}")
     y = np.asarray(labelings[labels])
-    masks = np.asarray(facts["masks"])
     classes, counts = np.unique(y, return_counts=True)
     order = np.lexsort((classes, -counts))[:max_classes]
     rng = np.random.default_rng(seed)

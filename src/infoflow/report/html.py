@@ -66,22 +66,24 @@ def data_facts(run: RunDir) -> dict[str, Any]:
             facts["training images"] = int(m.group(1))
             facts["validation images"] = int(m.group(2))
     try:
-        probe = run.load_probe()
+        pf = run.load_probe()
     except RunError:
         return {k: v for k, v in facts.items() if v is not None}
-    from ..tracker import load_probe_facts
+    from ..estimators import entropy_bits
 
-    pf = load_probe_facts(run)
     mi = cfg.get("mi") or {}
-    facts["probe set"] = f"{mi.get('probe', '?')} split, N = {len(pf['ids'])}"
-    facts["foreground fraction (probe set)"] = round(float(np.mean(pf["masks"])), 4)
-    if "n_fit" in probe:
-        facts["foreground fraction (training split)"] = round(float(np.mean(pf["fit_masks"])), 4)
-    for name, lab in pf["labelings"].items():
-        h = float(probe[f"h_y_{name}"]) if f"h_y_{name}" in probe else float("nan")
-        what = {"kmeans": f"K-means, K = {mi.get('kmeans_k')}",
+    facts["probe set"] = f"{mi.get('probe', '?')} split, N = {len(pf)}"
+    if mi.get("subset"):
+        facts["estimates on"] = f"the {mi['subset']} samples of the probe set"
+    facts["foreground fraction (probe set)"] = round(float(np.mean(pf.masks)), 4)
+    facts["Y made from"] = {"code": "graded masks (the paper's MI notebooks)",
+                            "binary": "the binary training masks"}.get(pf.y_from, pf.y_from)
+    facts["mean of those masks (probe set)"] = round(float(np.mean(pf.y_masks)), 4)
+    for name, lab in pf.labelings.items():
+        what = {"kmeans": f"K-means, K = {mi.get('kmeans_k')}, seed {mi.get('kmeans_seed')}",
                 "coarse": f"coarsening, {mi.get('coarse_grid')}x{mi.get('coarse_grid')} blocks"}.get(name, name)
-        facts[f"classes Y: {name}"] = f"{what}; {len(np.unique(lab))} classes occur, H(Y) = {h:.3f} bits"
+        facts[f"classes Y: {name}"] = (f"{what}; {len(np.unique(lab))} classes occur, "
+                                       f"H(Y) = {entropy_bits(lab):.3f} bits")
     return {k: v for k, v in facts.items() if v is not None}
 
 

@@ -102,7 +102,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def read_robustness(verdicts: Any = None, summary: Any = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """The robustness tables from files (or DataFrames). ``holds`` becomes True / False / None
-    (inconclusive); a missing summary is made from the verdicts
+    (undecided); a missing summary is made from the verdicts
     (:func:`infoflow.robustness.summarize_robustness`)."""
     from ..robustness import ROBUSTNESS_COLUMNS, _truth, summarize_robustness
 
@@ -266,12 +266,12 @@ def _verdict(h: Any) -> tuple[str, str]:
         return "holds", "status-pass"
     if h is False:
         return "fails", "status-fail"
-    return "inconclusive", "status-other"
+    return "undecided", "status-other"
 
 
 def robustness_html(verdicts: pd.DataFrame | None, summary: pd.DataFrame | None, *, source: str, k: int = 0) -> str:
     """The "Robustness of the claims" section: one sentence per claim and a claim x setting grid
-    of holds / fails / inconclusive (the check's detail as the cell's tooltip)."""
+    of holds / fails / undecided (the check's detail as the cell's tooltip)."""
     parts = [f'<h3 id="robustness-{k}">Robustness of the claims</h3>',
              f"<p class=skip>From <code>{_e(source)}</code>.</p>",
              "<p>Each claim of the paper was checked once per kernel width, on the estimates of that width alone. "
