@@ -1,4 +1,4 @@
-"""Cost of one logged epoch of MI: infoflow against the original workflow and a lower bound.
+"""Cost of one logged epoch of MI: infoflow against the original workflow and two lower bounds.
 
 At the paper's scale (N = 605 DSB 2018 training images, S = 128, Model 1 with w = 16, its 23
 probe layers; 2,506,752 activation values per image) it measures, in one run:
@@ -14,25 +14,38 @@ probe layers; 2,506,752 activation values per image) it measures, in one run:
     back, then per layer the KDE upper and lower bounds of H(M) and, per class, of H(M | Y = c),
     each entropy call recomputing its float32 distance matrix ``|x|^2 + |y|^2 - 2 x.y`` as the
     original ``kde.py`` did (torch float32 products: the same BLAS as (a));
-(c) the lower bound: one plain forward pass of the probe set (no hooks) plus 2 N^2 D flops of
-    distance products at the float32 matrix-multiply peak measured in this run. The forward is
-    timed twice, with the C library's allocator as it comes and with freed memory retained as
-    infoflow's probe runs it (``infoflow.probe.heap``; on this VM that saves the forward ~25%),
-    and the faster counts, so the bound gets every advantage (a) has.
+(c) a lower bound: one plain forward pass of the probe set (no hooks) plus 2 N^2 D flops of
+    distance products at the float32 matrix-multiply peak measured in this run;
+(d) the floor of an exact Gram: the same forward plus N^2 D_var flops, a symmetric product over
+    only the columns that vary between the images (D_var, counted on this run's activations), at
+    the rate of this machine's own BLAS kernel for it: numpy's float32 ``c @ c.T`` (OpenBLAS
+    ``syrk``) on an N x 8192 block, the faster of one call on OpenBLAS's threads and one
+    single-threaded call per core on parallel threads. The float64 rate is reported beside it.
+
+(c) and (d) time the forward twice, with the C library's allocator as it comes and with freed
+memory retained as infoflow's probe runs it (``infoflow.probe.heap``), and the faster counts, so
+the bounds get every advantage (a) has.
+
+OpenBLAS picks its kernels by the CPU unless ``OPENBLAS_CORETYPE`` names one (an environment may
+pin an older kernel family, e.g. Haswell on an AVX-512 machine, which changes the rates of (a)
+and (d)). ``--openblas-env both`` (the default) runs every part twice, in child processes with the
+environment as given and with every ``OPENBLAS_*`` variable removed, and reports both; the
+environment of this process is never changed for long (each child's is set at its start).
 
 Each part runs in a fresh child process, so each peak RSS (``ru_maxrss``) is its own. The
 weights: the untrained network, or (``--train-steps``, default 40) a short Adam training on the
 same images, so that the activations look like a logged epoch after the start. Prints the
-ratios (b)/(a) and (a)/(c), bytes written per logged epoch by (a) and (b), peak memory, the
-breakdown of (a), and a JSON line.
+ratios (b)/(a), (a)/(c) and (a)/(d), bytes written per logged epoch by (a) and (b), peak memory,
+the breakdown of (a), the load average, and a JSON line.
 
-(a) and (c) run ``--repeats`` times (default 2), alternating, and the best of each counts: this
-machine's speed varies by +-20% from minute to minute.
+(a) and (c)/(d) run ``--repeats`` times (default 3), alternating; the minimum and the median of
+each are reported and the ratios use the minima: this machine's speed varies by +-20% from minute
+to minute.
 
 Usage: python bench/bench_mi.py [--data ../shared/data/dsb2018] [--n 605] [--size 128] [--width 16]
-       [--train-steps 40] [--budget-gb 4] [--repeats 2] [--device cpu|cuda] [--state both|trained|untrained]
-       [--json out.json]
-Runtime at the defaults on the 2-core CPU: about 10 minutes; disk: (b) writes ~6 GB to --tmp.
+       [--train-steps 40] [--budget-gb 4] [--repeats 3] [--device cpu|cuda] [--state both|trained|untrained]
+       [--openblas-env both|given|clean] [--json out.json]
+Runtime at the defaults on the 2-core CPU: about 15 minutes; disk: (b) writes ~6 GB to --tmp.
 """
 
 from __future__ import annotations
@@ -99,11 +112,69 @@ def matmul_peak(n: int = 2048, repeats: int = 8, device: str = "cpu") -> float:
     return 2 * n**3 / best / 1e9
 
 
-# -- (c) the lower bound ---------------------------------------------------------------------
+def syrk_rate(n: int, dtype: type = np.float32, k: int = 8192, repeats: int = 5) -> float:
+    """Best GFLOP/s (n^2 k flops per product) of numpy's ``c @ c.T`` for an n x k block (OpenBLAS
+    runs it as syrk): one call on OpenBLAS's own threads, and one single-threaded call per core
+    on parallel threads, each on its own block (as the probe runs its Gram blocks); the faster."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, torch.get_num_threads())
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((n, k)).astype(dtype) for _ in range(threads)]
+    flops = float(n) * n * k
+
+    def one(c: np.ndarray, reps: int) -> None:
+        for _ in range(reps):
+            c @ c.T
+
+    best = math.inf
+    one(blocks[0], 1)
+    for _ in range(repeats):  # OpenBLAS's threads
+        t0 = time.perf_counter()
+        one(blocks[0], 2)
+        best = min(best, (time.perf_counter() - t0) / 2)
+    rate = flops / best / 1e9
+    best = math.inf
+    with ThreadPoolExecutor(threads) as ex, threadpool_limits(limits=1, user_api="blas"):
+        list(ex.map(lambda c: one(c, 1), blocks))
+        for _ in range(repeats):  # one single-threaded product per thread
+            t0 = time.perf_counter()
+            list(ex.map(lambda c: one(c, 2), blocks))
+            best = min(best, (time.perf_counter() - t0) / 2)
+    return max(rate, threads * flops / best / 1e9)
+
+
+def varying_columns(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str) -> list[int]:
+    """Per probe layer, the number of its columns whose value is not the same in every image."""
+    layers = model.probe_modules()
+    lo: list = [None] * len(layers)
+    hi: list = [None] * len(layers)
+
+    def hook(k: int, out: torch.Tensor) -> None:
+        o = out.detach().reshape(out.shape[0], -1)
+        a, b = o.amin(dim=0), o.amax(dim=0)
+        lo[k] = a if lo[k] is None else torch.minimum(lo[k], a)
+        hi[k] = b if hi[k] is None else torch.maximum(hi[k], b)
+
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: hook(k, o)) for k, (_, m) in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            for s in range(0, len(x), batch):
+                model(x[s : s + batch].to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [int((a != b).sum()) for a, b in zip(lo, hi)]
+
+
+# -- (c) and (d), the lower bounds --------------------------------------------------------------
 def part_c(work: str, width: int, batch: int, device: str = "cpu") -> dict:
     model, images = _load(Path(work), width, device)
     x = torch.from_numpy(images)
     peak = matmul_peak(device=device)
+    n = len(x)
     from infoflow.probe.heap import retained_heap
 
     def forward() -> float:
@@ -122,12 +193,20 @@ def part_c(work: str, width: int, batch: int, device: str = "cpu") -> dict:
             forward()
         retained = time.perf_counter() - t0  # with the memory given back at the end, as (a) does
     dims = [int(d) for d in np.load(Path(work) / "dims.npy")]
-    n = len(x)
     flops = 2.0 * n * n * sum(dims)
-    best = min(plain, retained)  # the bound takes the faster forward
-    return {"forward_s": best, "forward_plain_s": plain, "forward_retained_s": retained, "peak_gflops": peak,
-            "dist_flops": flops, "dist_s": flops / peak / 1e9, "seconds": best + flops / peak / 1e9,
-            "peak_rss": _peak_rss()}
+    best = min(plain, retained)  # the bounds take the faster forward
+    out = {"forward_s": best, "forward_plain_s": plain, "forward_retained_s": retained, "peak_gflops": peak,
+           "dist_flops": flops, "dist_s": flops / peak / 1e9, "seconds": best + flops / peak / 1e9}
+    # (d): N^2 D_var flops of a symmetric product at this machine's float32 syrk rate
+    d_var = varying_columns(model, x, batch, device)
+    if torch.device(device).type == "cuda":
+        rate, rate64 = peak, math.nan  # a symmetric product at the general product's peak: half its time
+    else:
+        rate, rate64 = syrk_rate(n, np.float32), syrk_rate(n, np.float64)
+    gram_flops = float(n) * n * sum(d_var)
+    out.update(d_var=sum(d_var), d_var_layers=d_var, syrk_gflops=rate, syrk64_gflops=rate64, gram_flops=gram_flops,
+               gram_s=gram_flops / rate / 1e9, floor_s=best + gram_flops / rate / 1e9, peak_rss=_peak_rss())
+    return out
 
 
 # -- (a) infoflow ------------------------------------------------------------------------------
@@ -135,7 +214,7 @@ def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tupl
            device: str = "cpu") -> dict:
     from infoflow.config import MIConfig
     from infoflow.runs import RunDir
-    from infoflow.tracker import MITracker, ProbeSet
+    from infoflow.tracking import MITracker, ProbeSet
 
     work_p = Path(work)
     model, images = _load(work_p, width, device)
@@ -146,7 +225,7 @@ def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tupl
     run_path = work_p / "run-a"
     shutil.rmtree(run_path, ignore_errors=True)
     run = RunDir.create(run_path, {"bench": "bench_mi"})
-    probe = ProbeSet(images, masks, [str(i) for i in range(len(images))], {"kmeans": labels})
+    probe = ProbeSet.build(images, masks, [str(i) for i in range(len(images))], mi, labelings={"kmeans": labels})
     tracker = MITracker(run, probe, mi)
     # Steady state of a training run: the FLOP count that plans the passes is made once per run
     # (cached per model); it is timed here and reported, not counted in the logged epoch.
@@ -219,7 +298,7 @@ def part_b(work: str, width: int, batch: int, var: float, device: str = "cpu") -
         for h in hooks:
             h.remove()
     data = {"activity": [np.concatenate(a) for a in acts], "epoch": 1}
-    del acts
+    acts.clear()
     t_forward = time.perf_counter() - t0
     path = work_p / "epoch00000001.pkl"
     with open(path, "wb") as f:
@@ -252,9 +331,37 @@ def part_b(work: str, width: int, batch: int, var: float, device: str = "cpu") -
             "pickle_s": t_dump, "load_s": t_load, "kde_s": t_kde, "estimates": results}
 
 
-def _child(fn, *args):
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as ex:
-        return ex.submit(fn, *args).result()
+def _child(fn, *args, env: dict | None = None):
+    """``fn(*args)`` in a fresh process, started with ``env`` (None: this process's environment)."""
+    saved = dict(os.environ)
+    try:
+        if env is not None:  # a spawned child takes os.environ as it is when it starts
+            os.environ.clear()
+            os.environ.update(env)
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as ex:
+            return ex.submit(fn, *args).result()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _openblas_envs(choice: str) -> dict[str, dict[str, str] | None]:
+    """The environments the parts run in: as given, and/or without any OPENBLAS_* variable."""
+    pinned = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
+    given_name = "given (" + (", ".join(f"{k}={v}" for k, v in sorted(pinned.items())) or "no OPENBLAS_*") + ")"
+    if choice == "clean" or (choice == "both" and not pinned):
+        return {"clean (no OPENBLAS_*)": clean}
+    if choice == "given":
+        return {given_name: None}
+    return {given_name: None, "clean (no OPENBLAS_*)": clean}
+
+
+def _load_avg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def _prepare(args, work: Path) -> tuple[int, list[int]]:
@@ -304,6 +411,79 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.2f} GB"
 
 
+def _med(v: list[float]) -> float:
+    return float(np.median(v))
+
+
+def _measure(args, work: Path, state: str, env_name: str, env: dict | None, budget: float, est: tuple,
+             run_b: bool) -> dict:
+    """(a), (c) and (d) (and (b) if ``run_b``) for one weight state and environment."""
+    shutil.copy(work / f"{state}.pt", work / "model.pt")
+    print(f"\n== weights: {state}; environment: {env_name}; load average {_load_avg()} ==", flush=True)
+    cs, as_ = [], []
+    for rep in range(args.repeats):  # (c)/(d) and (a) alternate
+        tag = f" [{rep + 1}/{args.repeats}]" if args.repeats > 1 else ""
+        c = _child(part_c, str(work), args.width, args.batch, args.device, env=env)
+        print(f"(c) lower bound{tag}: forward {c['forward_s']:.1f} s (allocator as it comes "
+              f"{c['forward_plain_s']:.1f} s, memory retained {c['forward_retained_s']:.1f} s; the faster counts) "
+              f"+ {c['dist_flops'] / 1e12:.2f} TFLOP at {c['peak_gflops']:.0f} GFLOP/s ({c['dist_s']:.1f} s) "
+              f"= {c['seconds']:.1f} s", flush=True)
+        print(f"(d) floor{tag}: forward {c['forward_s']:.1f} s + N^2 D_var = {c['gram_flops'] / 1e12:.2f} TFLOP "
+              f"(D_var {c['d_var']:,} of {sum(np.load(work / 'dims.npy')):,} columns) at the float32 syrk rate "
+              f"{c['syrk_gflops']:.0f} GFLOP/s ({c['gram_s']:.1f} s; float64 syrk {c['syrk64_gflops']:.0f} GFLOP/s) "
+              f"= {c['floor_s']:.1f} s", flush=True)
+        a = _child(part_a, str(work), args.width, args.batch, budget, est, args.device, env=env)
+        t = a["timings"]
+        print(f"(a) infoflow{tag}: {a['seconds']:.1f} s, the first logged epoch of the process "
+              f"{a['first_epoch_s']:.1f} s (forward {t['forward']:.1f}, bin ids "
+              f"{t['hash']:.1f}, distances {t['distances']:.1f}, dry run {t['dry_run']:.1f}, "
+              f"store {t['store']:.1f}, estimates {t['estimate']:.1f}); wrote {a['bytes_written'] / 1e6:.1f} MB; "
+              f"peak RSS {_gb(a['peak_rss'])}; {a['at_ceiling']} of {a['layers']} I(X;M) at the ceiling; "
+              f"once per run (not counted): FLOP count and warm-up forward {a['once_per_run_s']:.1f} s; "
+              f"load average {_load_avg()}", flush=True)
+        cs.append(c)
+        as_.append(a)
+    c = min(cs, key=lambda r: r["seconds"])
+    a = min(as_, key=lambda r: r["seconds"])
+    a_all, c_all, d_all = [r["seconds"] for r in as_], [r["seconds"] for r in cs], [r["floor_s"] for r in cs]
+    row = {"environment": env_name, "a": a, "c": c, "a_all_s": a_all, "c_all_s": c_all, "d_all_s": d_all,
+           "a_over_c": min(a_all) / min(c_all), "a_over_d": min(a_all) / min(d_all),
+           "a_over_c_median": _med(a_all) / _med(c_all), "a_over_d_median": _med(a_all) / _med(d_all),
+           "first_epoch_over_c": min(r["first_epoch_s"] for r in as_) / min(c_all),
+           "load_avg_end": _load_avg()}
+    if run_b:
+        b = _child(part_b, str(work), args.width, args.batch, 0.2, args.device, env=env)
+        b.pop("estimates")
+        print(f"(b) original: {b['seconds']:.1f} s (forward {b['forward_s']:.1f}, pickle {b['pickle_s']:.1f}, "
+              f"load {b['load_s']:.1f}, KDE {b['kde_s']:.1f}); wrote {_gb(b['bytes_written'])}; "
+              f"peak RSS {_gb(b['peak_rss'])}", flush=True)
+        # (b) runs once: its ratio takes the slowest (a), so the repeats cannot flatter it
+        row.update(b=b, b_over_a=b["seconds"] / max(a_all), bytes_ratio=a["bytes_written"] / b["bytes_written"])
+    best = f" (minima of {args.repeats} each)" if args.repeats > 1 else ""
+    print(f"ratios ({state}, {env_name}): (a)/(c) = {row['a_over_c']:.2f}, (a)/(d) = {row['a_over_d']:.2f}{best} "
+          f"(target <= 1.3; the first logged epoch of a process over (c) {row['first_epoch_over_c']:.2f})", end="")
+    if "b" in row:
+        print(f"; (b)/(a) = {row['b_over_a']:.2f}; bytes (a)/(b) = {100 * row['bytes_ratio']:.2f}% "
+              f"(target <= 1%)", end="")
+    print(f"; peak memory (a) {_gb(a['peak_rss'])} (target <= 6 GB)", flush=True)
+    return row
+
+
+def _summary(results: dict, repeats: int) -> None:
+    """The table of (a), (c), (d) and their ratios, min / median over the repeats."""
+    print(f"\nsummary (seconds, min / median of {repeats}; ratios of the minima, then of the medians):")
+    print("| weights | environment | (a) | (c) | (d) | (a)/(c) | (a)/(d) | float32 / float64 syrk GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key, row in results["states"].items():
+        state = key.split(" | ")[0]
+        a, c, d = row["a_all_s"], row["c_all_s"], row["d_all_s"]
+        print(f"| {state} | {row['environment']} | {min(a):.1f} / {_med(a):.1f} | {min(c):.1f} / {_med(c):.1f} "
+              f"| {min(d):.1f} / {_med(d):.1f} | {row['a_over_c']:.2f} / {row['a_over_c_median']:.2f} "
+              f"| {row['a_over_d']:.2f} / {row['a_over_d_median']:.2f} "
+              f"| {row['c']['syrk_gflops']:.0f} / {row['c']['syrk64_gflops']:.0f} |")
+    print(f"load average at the end: {_load_avg()}", flush=True)
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dsb2018"))
@@ -316,8 +496,10 @@ def main() -> dict:
     ap.add_argument("--train-steps", type=int, default=40)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="where the model runs in (a), (b) and (c) (default: cuda when present)")
-    ap.add_argument("--repeats", type=int, default=2,
-                    help="runs of (a) and (c), alternating; the best of each is reported (the machine's speed varies)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs of (a) and of (c)/(d), alternating; min and median reported, ratios of the minima")
+    ap.add_argument("--openblas-env", choices=("both", "given", "clean"), default="both",
+                    help="run the parts with the environment as given, without OPENBLAS_* variables, or both")
     ap.add_argument("--state", choices=("trained", "untrained", "both"), default="trained")
     ap.add_argument("--estimators", default="kde,bin", help="infoflow's online estimators (the paper's: kde,bin)")
     ap.add_argument("--skip-original", action="store_true", help="do not run (b)")
@@ -330,7 +512,7 @@ def main() -> dict:
     budget = MIConfig().memory_budget_gb if args.budget_gb is None else args.budget_gb
     est = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
     results: dict = {"n": args.n, "size": args.size, "width": args.width, "k": args.k, "batch": args.batch,
-                     "device": args.device,
+                     "device": args.device, "load_avg_start": _load_avg(),
                      "budget_gb": budget, "threads": torch.get_num_threads(), "estimators": est, "states": {}}
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench_mi-") as tmp:
         work = Path(tmp)
@@ -339,50 +521,12 @@ def main() -> dict:
         print(f"model 1, w = {args.width}: {len(dims)} probe layers, D total {d_total:,} per image; "
               f"activations of the probe set {_gb(4.0 * n * d_total)} (float32)", flush=True)
         states = ("untrained", "trained") if args.state == "both" else (args.state,)
-        for state in states:
-            shutil.copy(work / f"{state}.pt", work / "model.pt")
-            print(f"\n== weights: {state} ==", flush=True)
-            cs, as_ = [], []
-            for rep in range(args.repeats):  # (c) and (a) alternate; the best of each counts
-                tag = f" [{rep + 1}/{args.repeats}]" if args.repeats > 1 else ""
-                c = _child(part_c, str(work), args.width, args.batch, args.device)
-                print(f"(c) lower bound{tag}: forward {c['forward_s']:.1f} s (allocator as it comes "
-                      f"{c['forward_plain_s']:.1f} s, memory retained {c['forward_retained_s']:.1f} s; the faster counts) "
-                      f"+ {c['dist_flops'] / 1e12:.2f} TFLOP at "
-                      f"{c['peak_gflops']:.0f} GFLOP/s ({c['dist_s']:.1f} s) = {c['seconds']:.1f} s", flush=True)
-                a = _child(part_a, str(work), args.width, args.batch, budget, est, args.device)
-                t = a["timings"]
-                print(f"(a) infoflow{tag}: {a['seconds']:.1f} s, the first logged epoch of the process "
-                      f"{a['first_epoch_s']:.1f} s (forward {t['forward']:.1f}, bin ids "
-                      f"{t['hash']:.1f}, distances {t['distances']:.1f}, dry run {t['dry_run']:.1f}, "
-                      f"store {t['store']:.1f}, estimates {t['estimate']:.1f}); wrote {a['bytes_written'] / 1e6:.1f} MB; "
-                      f"peak RSS {_gb(a['peak_rss'])}; {a['at_ceiling']} of {a['layers']} I(X;M) at the ceiling; "
-                      f"once per run (not counted): FLOP count and warm-up forward {a['once_per_run_s']:.1f} s",
-                      flush=True)
-                cs.append(c)
-                as_.append(a)
-            c = min(cs, key=lambda r: r["seconds"])
-            a = min(as_, key=lambda r: r["seconds"])
-            row = {"a": a, "c": c, "a_over_c": a["seconds"] / c["seconds"],
-                   "first_epoch_over_c": min(r["first_epoch_s"] for r in as_) / c["seconds"],
-                   "a_all_s": [r["seconds"] for r in as_], "c_all_s": [r["seconds"] for r in cs]}
-            if not args.skip_original:
-                b = _child(part_b, str(work), args.width, args.batch, 0.2, args.device)
-                b.pop("estimates")
-                print(f"(b) original: {b['seconds']:.1f} s (forward {b['forward_s']:.1f}, pickle {b['pickle_s']:.1f}, "
-                      f"load {b['load_s']:.1f}, KDE {b['kde_s']:.1f}); wrote {_gb(b['bytes_written'])}; "
-                      f"peak RSS {_gb(b['peak_rss'])}", flush=True)
-                # (b) runs once: its ratio takes the slowest (a), so the repeats cannot flatter it
-                row.update(b=b, b_over_a=b["seconds"] / max(row["a_all_s"]),
-                           bytes_ratio=a["bytes_written"] / b["bytes_written"])
-            results["states"][state] = row
-            best = f" (best of {args.repeats} each)" if args.repeats > 1 else ""
-            print(f"ratios ({state}): (a)/(c) = {row['a_over_c']:.2f}{best} (target <= 1.3; the first logged "
-                  f"epoch of a process {row['first_epoch_over_c']:.2f})", end="")
-            if "b" in row:
-                print(f"; (b)/(a) = {row['b_over_a']:.2f}; bytes (a)/(b) = {100 * row['bytes_ratio']:.2f}% "
-                      f"(target <= 1%)", end="")
-            print(f"; peak memory (a) {_gb(a['peak_rss'])} (target <= 6 GB)", flush=True)
+        envs = _openblas_envs(args.openblas_env)
+        for e, (env_name, env) in enumerate(envs.items()):
+            for state in states:  # (b) runs once per state, in the first environment
+                results["states"][f"{state} | {env_name}"] = _measure(args, work, state, env_name, env, budget, est,
+                                                                      run_b=e == 0 and not args.skip_original)
+        _summary(results, args.repeats)
     print(json.dumps(results, default=float))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))

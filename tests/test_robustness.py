@@ -89,7 +89,7 @@ def make_fake_run(path, n=24):
     from infoflow.config import RunConfig
     from infoflow.estimators import coarsen_labels
     from infoflow.runs import Matrices, RunDir
-    from infoflow.tracker import ProbeSet
+    from infoflow.tracking import ProbeSet
 
     rng = np.random.default_rng(0)
     masks = np.zeros((n, 1, 8, 8), np.float32)

@@ -9,7 +9,7 @@ import pytest
 from infoflow.config import MIConfig
 from infoflow.errors import ConfigError, RunError
 from infoflow.runs import RunDir, atomic_savez
-from infoflow.tracker import ProbeSet, labelings_for, make_labelings
+from infoflow.tracking import ProbeSet, labelings_for, make_labelings
 
 
 def _probe(n=12, s=8, den=255, seed=0):

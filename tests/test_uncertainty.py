@@ -9,7 +9,7 @@ import pytest
 from infoflow.config import RunConfig
 from infoflow.estimators import bin_codes, coarsen_labels, estimate_layers
 from infoflow.runs import Matrices, RunDir
-from infoflow.tracker import ProbeSet
+from infoflow.tracking import ProbeSet
 from infoflow.uncertainty import (
     SUBSAMPLE_COLUMNS,
     UNCERTAINTY_COLUMNS,

@@ -15,18 +15,17 @@ The run directory is the one ``infoflow train`` writes (``config.json``, ``metri
 ``probe.npz``, ``matrices/``, ``mi.csv``, optionally ``layer_stats.csv`` and ``predictions/``), so
 ``infoflow estimate``, ``plot`` and ``report`` read it. ``config.json`` keeps the MI settings and,
 under ``"network"``, a description of the network: its probe layers (names in forward order, what
-each takes) and the merges and skip pairs found by :func:`infoflow.layers.describe_network`, which
+each takes) and the merges and skip pairs found by :func:`infoflow.network.describe_network`, which
 is where plots find the merge layers of a network that is not infoflow's U-Net.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,11 +34,9 @@ from torch import nn
 
 from .config import MIConfig
 from .errors import ConfigError, RunError
-from .layers import Merge, Network, describe_network, model_device
-from .runs import RunDir
-from .train import in_code_schedule
-
-Schedule = Union[str, Sequence[int]]
+from .network import Merge, Network, describe_network, model_device
+from .runs import RunDir, run_lock
+from .tracking import LoggedEpochs, MITracker, ProbeSet, Schedule, in_code_schedule, schedule_predicate
 
 #: Metric names added as infoflow's columns when a loop logs them under a common other name.
 METRIC_ALIASES: dict[str, tuple[str, ...]] = {
@@ -48,37 +45,6 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
     "loss_val": ("val_loss_epoch", "val_loss"),
     "dice_val": ("val_dice_epoch", "val_dice"),
 }
-
-
-def schedule_predicate(schedule: Schedule, epochs: int | None = None, *, log_points: int = 30) -> Callable[[int], bool]:
-    """``epoch -> logged?`` for ``"code"``, ``"log"``, ``"all"`` or an explicit list of epochs
-    (1-based). ``epochs``: the planned number of epochs ("log" needs it and always logs the
-    last one; "code" is the original's schedule exactly, :func:`infoflow.train.in_code_schedule`,
-    which does not add the last epoch)."""
-    from .train import logged_epochs
-
-    if isinstance(schedule, str):
-        if schedule not in ("code", "log", "all"):
-            raise ConfigError(f"schedule must be 'code', 'log', 'all' or a list of epochs, got {schedule!r}")
-        if epochs is not None:
-            if int(epochs) < 1:
-                raise ConfigError(f"epochs must be at least 1, got {epochs!r}")
-            if schedule == "code":  # the same epochs whatever the plan (training may run past it)
-                return in_code_schedule
-            fixed = set(logged_epochs(schedule, int(epochs), log_points=log_points))
-            if schedule == "all":
-                return lambda e: int(e) >= 1
-            return lambda e: int(e) in fixed
-        if schedule == "log":
-            raise ConfigError("schedule 'log' needs the number of epochs (epochs=...)")
-        return in_code_schedule if schedule == "code" else (lambda e: int(e) >= 1)
-    try:
-        wanted = {int(e) for e in schedule}
-    except (TypeError, ValueError):
-        raise ConfigError(f"schedule must be 'code', 'log', 'all' or a list of epochs, got {schedule!r}") from None
-    if any(e < 1 for e in wanted):
-        raise ConfigError(f"logged epochs are 1-based: got {sorted(wanted)}")
-    return lambda e: int(e) in wanted
 
 
 def _array(x: Any, what: str) -> np.ndarray:
@@ -125,7 +91,7 @@ class Tracker:
         fit_masks: masks K-means is fitted on (the training split's); None: ``probe_masks``.
         mi: estimator settings (``MIConfig``; kmeans_k must not exceed the number of fit masks).
         layers: probe layers: None (``model.probe_modules()`` for infoflow's U-Net, else
-            :func:`infoflow.layers.find_probe_layers`), ``[(name, module)]``, submodule paths, or a
+            :func:`infoflow.network.find_probe_layers`), ``[(name, module)]``, submodule paths, or a
             function of the model. ``find`` passes options to ``find_probe_layers`` instead
             (``types``, ``pattern``, ``after_activation``, ``include_output``).
         example_input: the batch that finds layers and merges (default: the first probe image).
@@ -141,7 +107,7 @@ class Tracker:
         resume_from: None creates a new run (an existing one is an error); an epoch number
             reopens the run at ``out`` and drops everything it stored after that epoch.
         device: where probe forwards run (default: the model's device).
-        merge_method, join_ops: passed to :func:`infoflow.layers.find_merges`.
+        merge_method, join_ops: passed to :func:`infoflow.network.find_merges`.
     """
 
     def __init__(
@@ -171,8 +137,6 @@ class Tracker:
         merge_method: str = "auto",
         join_ops: Sequence[str] = ("cat", "add"),
     ) -> None:
-        from .tracker import MITracker, ProbeSet
-
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.mi = mi if mi is not None else MIConfig()
@@ -202,29 +166,41 @@ class Tracker:
         self._layers = self.network.layers_fn()
         self.name = str(name or self.network.name)
 
-        config = self._config(images, data, schedule)
-        if resume_from is None:
-            self.run = RunDir.create(out, config)
-        else:
-            self.run = RunDir.open(out)
-            self.run.truncate_after(int(resume_from))
-            self.run.write_config(config)
-            self.run.log(f"resumed tracking after epoch {int(resume_from)}")
-        self.probe = ProbeSet.build(images, masks, ids, self.mi, fit_y_masks=fit, fit_masks=fit)
-        self.mi_tracker = MITracker(self.run, self.probe, self.mi, layers=self._layers, device=self.device)
-
-        self._pred = None
+        # everything that can be refused is checked before the run is written
+        probe = ProbeSet.build(images, masks, ids, self.mi, fit_y_masks=fit, fit_masks=fit)
         if pred_images is not None:
             pi = _array(pred_images, "pred_images")
             pm = _array(pred_masks, "pred_masks") if pred_masks is not None else np.zeros((len(pi), 1) + pi.shape[2:],
                                                                                        np.float32)
             pid = [f"pred{i:04d}" for i in range(len(pi))] if pred_ids is None else [str(i) for i in pred_ids]
             if not (len(pi) == len(pm) == len(pid)):
-                raise ConfigError(f"pred_images ({len(pi)}), pred_masks ({len(pm)}) and pred_ids ({len(pid)}) differ in length")
-            self.run.save_prediction_inputs(pi, pm, pid)
-            self._pred = (torch.from_numpy(pi), pid)
-        self._grads = None
+                raise ConfigError(f"pred_images ({len(pi)}), pred_masks ({len(pm)}) and pred_ids ({len(pid)}) differ "
+                                  "in length")
+        config = self._config(images, data, schedule)
+        # the run's writer lock, held until close(): a second writer of this run is refused
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(run_lock(out, what="tracks"))
+        try:
+            if resume_from is None:
+                self.run = RunDir.create(out, config)
+            else:
+                self.run = RunDir.open(out)
+                self.run.truncate_after(int(resume_from))
+                self.run.write_config(config)
+                self.run.log(f"resumed tracking after epoch {int(resume_from)}")
+            self.mi_tracker = MITracker(self.run, probe, self.mi, layers=self._layers, device=self.device)
+            self.probe = probe
+            pred = None
+            if pred_images is not None:
+                self.run.save_prediction_inputs(pi, pm, pid)
+                pred = (torch.from_numpy(pi), pid)
+            self.epochs_body = LoggedEpochs(self.run, self._logged, layers=self._layers, mi=self.mi_tracker,
+                                            predict=pred, transform=self.transform, device=self.device)
+        except BaseException:
+            self._lock.close()
+            raise
         self._last_mi = int(resume_from) if resume_from is not None else 0
+        self.closed = False  # close() gives the run back
         net = self.network
         self.run.log(f"tracking {self.name} ({net.cls}, {net.parameters} parameters): {len(images)} probe samples, "
                      f"{len(net.layers)} probe layers, skip pairs {list(net.skip_pairs)} "
@@ -281,18 +257,10 @@ class Tracker:
         return row
 
     def record_gradients(self, model: nn.Module) -> None:
-        """Call after ``loss.backward()`` (optional): per-layer weight norms and gradient
+        """Call after ``loss.backward()`` (optional): per-layer kernel norms and gradient
         statistics over the batches until the next :meth:`log_epoch` go to layer_stats.csv (as
         ``infoflow train`` writes them). Without it the run has no layer_stats.csv."""
-        from .train import GradStats
-
-        if self._grads is None:
-            self._grads = GradStats(self._stat_layers(model))
-        self._grads.update()
-
-    def _stat_layers(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        # the whole model standing as the output layer has no weights of its own
-        return [(n, nn.Module() if m is model else m) for n, m in self._layers(model)]
+        self.epochs_body.record_gradients(model)
 
     def log_epoch(self, model: nn.Module, epoch: int, metrics: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Probe ``model`` now and store its distance matrices and MI estimates as epoch ``epoch``
@@ -302,21 +270,10 @@ class Tracker:
         epoch = _epoch(epoch)
         if epoch <= self._last_mi:
             raise RunError(f"epoch {epoch} is not after the last logged epoch {self._last_mi}: logged epochs must increase")
-        t0 = time.perf_counter()
         if metrics is not None:
             self.log_metrics(epoch, metrics)
-        if self._grads is not None:  # weight norms and gradient statistics, as `infoflow train` writes them
-            rows = self._grads.rows(epoch)
-            for r, (_, m) in zip(rows, self._layers(model)):
-                if m is model:  # the whole model standing as the output layer
-                    r["weight_norm"] = math.nan
-            self.run.append_layer_stats(rows)
-            self._grads = None
-        if self._pred is not None:
-            self._save_predictions(model, epoch)
-        table = self.mi_tracker.log_epoch(model, epoch)
+        table = self.epochs_body.log(model, epoch)
         self._last_mi = epoch
-        self.run.log(f"epoch {epoch}: MI of {len(self.network.layers)} layers in {time.perf_counter() - t0:.1f} s")
         return table
 
     def end_epoch(self, model: nn.Module, epoch: int, metrics: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
@@ -327,26 +284,21 @@ class Tracker:
             self.log_metrics(epoch, metrics)
         if self.is_logged(epoch):
             return self.log_epoch(model, epoch)
-        self._grads = None
+        self.epochs_body.end(model, epoch)  # not logged: drops the gradients recorded
         return None
 
-    @torch.no_grad()
-    def _save_predictions(self, model: nn.Module, epoch: int) -> None:
-        images, ids = self._pred
-        dev = self.device or model_device(model)
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
-            probs = self.transform(model(images.to(dev))).float().cpu().numpy()
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        self.run.save_predictions(epoch, probs, ids)
-
     def close(self) -> None:
-        """Give back the memory the probe keeps between logged epochs (``MIConfig.retain_memory``;
-        also done when the tracker is garbage collected or the process ends)."""
-        self.mi_tracker.close()
+        """Give back the memory the probe keeps between logged epochs (``MIConfig.retain_memory``)
+        and the run's writer lock (both also go when the process ends). Idempotent."""
+        self.epochs_body.close()
+        self._lock.close()
+        self.closed = True
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def mi_table(self) -> pd.DataFrame:
         """Every estimate recorded so far (mi.csv)."""

@@ -12,10 +12,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InfoflowError
+from .estimators.widths import parse_width
+
+#: The choices of the settings that take a name (checked in :func:`_check_ranges`).
+MASK_RULES = ("code", "linear")
+INITS = ("keras", "torch")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("code", "log", "all", "custom")  # custom: a list of epochs given to the Tracker API
+PROBE_SETS = ("train", "test", "all")
+LABELINGS = ("kmeans", "coarse")
+ESTIMATOR_NAMES = ("kde", "kde_upper", "kde_lower", "bin", "renyi")
 
 
 @dataclass
@@ -32,6 +46,9 @@ class DataConfig:
     synthetic_seed: int = 0  # seed of the synthetic generator
     cache_dir: str | None = None  # preprocessing cache; None: $INFOFLOW_CACHE or ~/.cache/infoflow
     max_pixels: int = 40_000_000  # refuse images above this many pixels (decompression bombs)
+
+    def __post_init__(self) -> None:
+        _validate(self, "data.")
 
 
 @dataclass
@@ -53,6 +70,9 @@ class ModelConfig:
             raise ConfigError("set model.model (1-4) or model.skips")
         return skips_for_model(self.model)
 
+    def __post_init__(self) -> None:
+        _validate(self, "model.")
+
 
 @dataclass
 class TrainConfig:
@@ -69,6 +89,9 @@ class TrainConfig:
     checkpoint_every: int = 1  # write a checkpoint every k epochs (and at logged epochs and the end)
     num_threads: int | None = None  # torch intra-op threads; None: torch's default
     n_predictions: int = 4  # fixed validation images whose predicted masks are stored at logged epochs
+
+    def __post_init__(self) -> None:
+        _validate(self, "train.")
 
 
 @dataclass
@@ -88,10 +111,14 @@ class MIConfig:
     renyi_alpha: float = 1.01  # alpha of the matrix-based Renyi estimator
     estimators: tuple[str, ...] = ("kde", "bin", "renyi")  # which estimators to run online
     widths: tuple[str, ...] = ("fixed",)  # kernel widths of KDE and Renyi: "fixed" (each noise_var, the paper's), "fixed:S2", "rel:F" (F x median pairwise squared distance), "silverman[:F]" (see docs/estimates.md)
+    permutations: int = 20  # label permutations of the I(Y;M) baseline column (0: none)
     memory_budget_gb: float = 4.0  # activations held at once while building distance matrices (paper scale, N = 605: 4 GiB gives one full pass plus a short one up to enc2)
     batch_size: int = 32  # probe forward batch size
     retain_memory: bool = True  # keep freed memory in the process from the first logged epoch until the tracker closes (glibc): later logged epochs reuse it without page faults, and the process stays near the probe's peak memory meanwhile
     store_matrices: bool = True  # keep distance matrices in the run (needed by `infoflow estimate`)
+
+    def __post_init__(self) -> None:
+        _validate(self, "mi.")
 
 
 @dataclass
@@ -140,17 +167,166 @@ def _from_dict(cls: type, d: dict[str, Any], prefix: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(prefix + u for u in sorted(unknown))}")
     kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
+    for name in fields:
         if name not in d:
             continue
-        value = d[name]
         sub = _SECTIONS.get(name) if cls is RunConfig else None
         if sub is not None:
-            value = _from_dict(sub, value, prefix + name + ".")
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
+            kwargs[name] = _from_dict(sub, d[name], prefix + name + ".")
+        else:
+            kwargs[name] = d[name]
     return cls(**kwargs)
+
+
+# -- types and ranges: the one place every setting is checked -----------------------------------
+
+
+def _validate(section: Any, prefix: str) -> None:
+    """Every field of a section to its annotated type (in place), then its range; a ConfigError
+    names the setting (``train.epochs``). Runs whenever a section is made, from Python or JSON."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        object.__setattr__(section, f.name, _typed(getattr(section, f.name), hints[f.name], prefix + f.name))
+    _check_ranges(section, prefix)
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the field's annotated type, or ConfigError naming ``key`` (a JSON-like value:
+    lists become tuples; a single value or a comma-separated string stands for a one-item tuple)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for a in options:
+            try:
+                return _typed(value, a, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[-1]
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif not isinstance(value, (list, tuple)):
+            value = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"setting {key} takes {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_typed(v, a, key) for v, a in zip(value, args))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting {key} must be a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting {key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting {key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"setting {key} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"setting {key} must be a string, got {value!r}")
+    if hint is Any:
+        return value
+    raise ConfigError(f"setting {key}: unsupported type {hint!r}")  # pragma: no cover - a field without a rule
+
+
+def _fail(key: str, rule: str, value: Any) -> None:
+    raise ConfigError(f"setting {key} must be {rule}, got {value!r}")
+
+
+def _at_least(key: str, value: Any, low: float, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or not math.isfinite(float(value)) or value < low:
+        _fail(key, f"at least {low:g}" + (" (or null)" if optional else ""), value)
+
+
+def _positive(key: str, value: Any) -> None:
+    if value is None or not math.isfinite(float(value)) or value <= 0:
+        _fail(key, "a positive finite number", value)
+
+
+def _one_of(key: str, value: Any, choices: tuple[Any, ...], *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value not in choices:
+        _fail(key, "one of " + ", ".join(map(str, choices)) + (" (or null)" if optional else ""), value)
+
+
+def _check_ranges(section: Any, prefix: str) -> None:
+    """The range of every field of one section (types are checked by :func:`_typed`)."""
+    k = lambda name: prefix + name  # noqa: E731
+    if isinstance(section, DataConfig):
+        _at_least(k("size"), section.size, 8)
+        _one_of(k("mask_rule"), section.mask_rule, MASK_RULES)
+        _at_least(k("mask_size"), section.mask_size, section.size, optional=True)
+        if not 0.0 < section.val_fraction < 1.0:
+            _fail(k("val_fraction"), "between 0 and 1 (exclusive)", section.val_fraction)
+        _at_least(k("limit"), section.limit, 1, optional=True)
+        _at_least(k("n_synthetic"), section.n_synthetic, 2)
+        _at_least(k("max_pixels"), section.max_pixels, 1)
+    elif isinstance(section, ModelConfig):
+        _one_of(k("model"), section.model, (1, 2, 3, 4), optional=True)
+        _at_least(k("width"), section.width, 1)
+        _at_least(k("in_channels"), section.in_channels, 1)
+        _one_of(k("init"), section.init, INITS)
+    elif isinstance(section, TrainConfig):
+        _at_least(k("epochs"), section.epochs, 1)
+        _one_of(k("optimizer"), section.optimizer, OPTIMIZERS)
+        _positive(k("lr"), section.lr)
+        _at_least(k("momentum"), section.momentum, 0)
+        _at_least(k("batch_size"), section.batch_size, 1)
+        _one_of(k("schedule"), section.schedule, SCHEDULES)
+        _at_least(k("log_points"), section.log_points, 2)
+        if section.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", section.device):
+            _fail(k("device"), "auto, cpu, cuda or cuda:N", section.device)
+        _at_least(k("checkpoint_every"), section.checkpoint_every, 1)
+        _at_least(k("num_threads"), section.num_threads, 1, optional=True)
+        _at_least(k("n_predictions"), section.n_predictions, 0)
+    elif isinstance(section, MIConfig):
+        _one_of(k("probe"), section.probe, PROBE_SETS)
+        _one_of(k("subset"), section.subset, PROBE_SETS, optional=True)
+        _at_least(k("probe_limit"), section.probe_limit, 2, optional=True)
+        _one_of(k("y_from"), section.y_from, ("code", "binary"))
+        for name in ("noise_var", "bin_size"):
+            values = getattr(section, name)
+            if not values:
+                _fail(k(name), "one or more positive numbers", values)
+            for v in values:
+                _positive(k(name), v)
+        if not section.labels:
+            _fail(k("labels"), "one or more of " + ", ".join(LABELINGS), section.labels)
+        for v in section.labels:
+            _one_of(k("labels"), v, LABELINGS)
+        _at_least(k("kmeans_k"), section.kmeans_k, 1)
+        if not 1 <= section.coarse_grid <= 7:
+            _fail(k("coarse_grid"), "an integer from 1 to 7 (at most 49 blocks per class code)", section.coarse_grid)
+        _at_least(k("coarse_threshold"), section.coarse_threshold, 0, optional=True)
+        _positive(k("renyi_alpha"), section.renyi_alpha)
+        if section.renyi_alpha == 1.0:
+            _fail(k("renyi_alpha"), "positive and not 1 (Renyi's entropy of order 1 is Shannon's)", 1.0)
+        if not section.estimators:
+            _fail(k("estimators"), "one or more of " + ", ".join(ESTIMATOR_NAMES), section.estimators)
+        for v in section.estimators:
+            _one_of(k("estimators"), v, ESTIMATOR_NAMES)
+        for v in section.widths:
+            try:
+                parse_width(v)
+            except InfoflowError as exc:
+                raise ConfigError(f"setting {k('widths')}: {exc}") from None
+        _at_least(k("permutations"), section.permutations, 0)
+        _positive(k("memory_budget_gb"), section.memory_budget_gb)
+        _at_least(k("batch_size"), section.batch_size, 1)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mi": MIConfig}

@@ -19,5 +19,14 @@ class RunError(InfoflowError):
     """A run directory is missing, incomplete or inconsistent."""
 
 
+class RunDamaged(RunError):
+    """A file of a run is damaged (unreadable, wrong columns or values, cut short): never skipped
+    as "not available", always reported, naming the file."""
+
+
+class RunLocked(RunError):
+    """Another process writes this run now (it holds ``RUN/.lock``)."""
+
+
 class ProbeError(InfoflowError):
     """Activation capture failed (for example a requested layer produced nothing)."""

@@ -243,36 +243,35 @@ def sample_truth(dist: Any, labels: Any = None, *, s2: float, draws: int = 400, 
 # -- the benchmark ----------------------------------------------------------------------------------
 def _estimates(smp: MixtureSample, spec: MixtureSpec, widths: Sequence[str], estimators: Sequence[str],
                bin_size: float, alpha: float, perms: Sequence[np.ndarray] = ()) -> list[dict[str, Any]]:
-    from .estimators import bin_codes, binning_mi
+    """Every estimate of one sample set through the estimator registry, with the mean I(Y;M)
+    over the label permutations ``perms`` (``baseline``)."""
+    from .estimators import bin_codes
+    from .estimators._util import as_dist
+    from .estimators.base import LabelGroup, Labels
+    from .estimators.registry import prepare, setting_of
     from .estimators.widths import expand_widths, kernel_var
-    from .uncertainty import _KDEPrepared, _RenyiPrepared
 
-    d32 = smp.dist.astype(np.float32).astype(np.float64)  # what a run stores
-    y = smp.labels
+    d32 = as_dist(smp.dist.astype(np.float32))  # what a run stores, as the table reads it
+    n = d32.shape[0]
+    y = Labels.of(smp.labels, n)
+    shuffled = LabelGroup([y.permuted(p) for p in perms]) if len(perms) else None
+
+    def baseline(p: Any) -> float:
+        return float(np.mean(p.i_ym_many(shuffled))) if shuffled is not None else math.nan
+
     rows: list[dict[str, Any]] = []
     for w in expand_widths(list(widths), []):
         s2 = kernel_var(w, d32)
         for est in estimators:
-            if est in ("kde_upper", "kde_lower"):
-                p = _KDEPrepared(d32, s2, "upper" if est == "kde_upper" else "lower")
-                rows.append({"estimator": est, "setting": w.key(), "s2": s2, "I_XM": p.i_xm, "I_YM": p.i_ym(y),
-                             "baseline": _baseline(p, perms)})
-            elif est == "renyi":
-                p = _RenyiPrepared(d32, w, alpha, None)
-                rows.append({"estimator": est, "setting": "alpha=" + repr(alpha) + "," + w.renyi_key(), "s2": s2,
-                             "I_XM": math.nan, "I_YM": p.i_ym(y), "baseline": _baseline(p, perms)})
+            if est in ("kde_upper", "kde_lower", "renyi"):
+                p = prepare(est, dist=d32, kernel_var=s2, dim=spec.dim, alpha=alpha, checked=True)
+                rows.append({"estimator": est, "setting": setting_of(est, width=w, alpha=alpha), "s2": s2,
+                             "I_XM": p.i_xm, "I_YM": p.i_ym(y), "baseline": baseline(p)})
     if "bin" in estimators and smp.acts is not None:
-        c = bin_codes(smp.acts, bin_size=bin_size)
-        r = binning_mi(c, y)
-        rows.append({"estimator": "bin", "setting": f"bin={bin_size!r}", "s2": math.nan, "I_XM": r.i_xm,
-                     "I_YM": r.i_ym, "baseline": float(np.mean([binning_mi(c, yp).i_ym for yp in perms]))
-                     if len(perms) else math.nan})
+        p = prepare("bin", codes=bin_codes(smp.acts, bin_size=bin_size))
+        rows.append({"estimator": "bin", "setting": setting_of("bin", bin_size=bin_size), "s2": math.nan,
+                     "I_XM": p.i_xm, "I_YM": p.i_ym(y), "baseline": baseline(p)})
     return rows
-
-
-def _baseline(prepared: Any, perms: Sequence[np.ndarray]) -> float:
-    """Mean I(Y;M) over label permutations (NaN without permutations)."""
-    return float(np.mean([prepared.i_ym(yp) for yp in perms])) if len(perms) else math.nan
 
 
 def benchmark(
@@ -316,7 +315,8 @@ def benchmark(
             h_y = float(-(np.bincount(smp.labels) / spec.n * np.log2(np.bincount(smp.labels) / spec.n)).sum())
             truths: dict[float, dict[str, float]] = {}
             prng = np.random.default_rng(np.random.SeedSequence([int(seed), si, r, 1]))
-            perms = [prng.permutation(smp.labels) for _ in range(int(permutations))]
+            # prng.permutation(labels) == labels[prng.permutation(n)]: the same shuffles as ever
+            perms = [prng.permutation(spec.n) for _ in range(int(permutations))]
             for row in _estimates(smp, spec, widths, estimators, bin_size, renyi_alpha, perms):
                 s2 = row["s2"]
                 kde = row["estimator"].startswith("kde")

@@ -9,7 +9,7 @@ setting on the rows of that setting only, and the verdicts are collected into a 
   ranges per width kind, and a sentence ("claim 3 holds for fixed variance 0.2 to 5 and for
   relative width 0.1 to 1; fails for fixed variance 20").
 * :func:`robustness_table` -- the whole thing for a run: re-estimates it from its stored distance
-  matrices under each width (``infoflow.tracker.reestimate``), then the two functions above.
+  matrices under each width (``infoflow.tracking.reestimate``), then the two functions above.
 
 ``evaluate(mi_subset)`` may return a DataFrame with a ``claim`` column and a ``holds`` (or
 ``passed``/``ok``/``result``) column, a mapping ``{claim: bool | obj}``, or an iterable of
@@ -254,12 +254,11 @@ def robustness_table(run: Any, evaluate: Callable[[pd.DataFrame], Any] | None = 
         table = run
         settings = None
     else:
-        from .config import RunConfig
         from .runs import RunDir
-        from .tracker import reestimate
+        from .tracking import reestimate
 
         rd = run if isinstance(run, RunDir) else RunDir.open(run)
-        base = mi if mi is not None else RunConfig.from_dict(rd.read_config()).mi
+        base = mi if mi is not None else rd.config().mi
         ws = expand_widths(widths, list(base.noise_var))
         est = ("kde",) if estimator.startswith("kde") else (estimator,)
         cfg = dataclasses.replace(base, widths=tuple(w.spec() for w in ws), estimators=est)

@@ -17,16 +17,23 @@ import datetime as _dt
 import io
 import json
 import os
+import re
+import socket
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import RunError
+from .errors import RunDamaged, RunError, RunLocked
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -35,6 +42,8 @@ MI = "mi.csv"
 PROBE = "probe.npz"
 LOG = "run.log"
 PRED_INPUTS = "inputs.npz"  # in predictions/: inputs and ground truth of the predicted images
+ESTIMATES = "estimates"  # `infoflow estimate` output: mi-<tag>.csv and its siblings mi-<tag>.<kind>.csv
+LOCK = ".lock"  # held (flock) by the process that writes the run
 
 
 @contextlib.contextmanager
@@ -71,6 +80,96 @@ def atomic_savez(target: str | os.PathLike[str], *, compressed: bool = False, **
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     atomic_write_bytes(target, buf.getvalue())
+
+
+_EPOCH_FILE = re.compile(r"^e(\d{6})\.npz$")
+
+
+def _epoch_files(folder: Path) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of the ``eNNNNNN.npz`` files of a folder, by epoch; other names are not ours."""
+    if not folder.is_dir():
+        return []
+    out = [(int(m.group(1)), f) for f in folder.iterdir() if (m := _EPOCH_FILE.match(f.name)) and f.is_file()]
+    return sorted(out)
+
+
+#: What the run's tables must hold: columns, the numeric ones, and whether each epoch is whole.
+TABLES: dict[str, dict[str, Any]] = {
+    METRICS: {"columns": ("epoch",), "numeric": ("epoch",)},
+    LAYER_STATS: {"columns": ("epoch", "layer", "name", "weight_norm"), "numeric": ("epoch", "layer", "weight_norm")},
+    MI: {"columns": ("epoch", "layer", "name", "estimator", "setting", "labels", "quantity", "value"),
+         "numeric": ("epoch", "layer", "value"), "whole_epochs": True},
+}
+
+
+def check_table(frame: pd.DataFrame, path: Path, *, columns: tuple[str, ...], numeric: tuple[str, ...] = (),
+                whole_epochs: bool = False) -> None:
+    """RunError, naming ``path``, when a table lacks a column, holds text where a number belongs
+    or ends in a cut epoch (``whole_epochs``: every epoch has as many rows as the others; a file
+    cut short leaves its last epoch with fewer)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RunDamaged(f"{path} is damaged: it lacks the column(s) {', '.join(missing)}")
+    for c in numeric:
+        values = pd.to_numeric(frame[c], errors="coerce")
+        bad = values.isna() & frame[c].notna() | (values.isna() if c == "epoch" else False)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise RunDamaged(f"{path} is damaged: column {c} holds {frame[c].iloc[row]!r} (row {row + 2}), not a number")
+    epochs = pd.to_numeric(frame["epoch"]).astype(np.int64)
+    if whole_epochs:
+        counts = epochs.value_counts()
+        if counts.nunique() > 1:
+            short = int(counts.idxmin())
+            raise RunDamaged(f"{path} is damaged: epoch {short} has {int(counts.min())} rows, other epochs "
+                           f"{int(counts.max())} (the file was cut short); rebuild it from the stored matrices "
+                           "with `infoflow estimate RUN --out RUN/mi.csv`")
+
+
+def sibling_path(table: str | os.PathLike[str], kind: str) -> Path:
+    """The table beside an estimates file: ``mi-x.csv`` -> ``mi-x.<kind>.csv``."""
+    table = Path(table)
+    return table.with_name(f"{table.stem}.{kind}.csv")
+
+
+class _NpzView:
+    """The arrays of an open ``.npz``: ``z[key]`` reads one (errors name the file and the key)."""
+
+    def __init__(self, path: Path, z: Any) -> None:
+        self.path, self._z = path, z
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._z.files
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._z[key]
+        except KeyError:
+            raise RunDamaged(f"{self.path} is damaged: it has no array {key!r}") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise RunDamaged(f"{self.path} is damaged: array {key!r} does not read ({type(exc).__name__}: {exc})") from None
+
+
+@contextlib.contextmanager
+def read_npz(path: Path) -> Iterator[_NpzView]:
+    """Open a stored ``.npz`` of the run; a truncated, foreign or pickled file (never unpickled)
+    is a RunError naming it."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunDamaged(f"{path} is damaged: not an array file infoflow wrote ({type(exc).__name__}: {exc})") from None
+    if not hasattr(z, "files"):  # a bare .npy
+        raise RunDamaged(f"{path} is damaged: a single array, not an array file infoflow wrote")
+    try:
+        yield _NpzView(path, z)
+    except RunError:
+        raise
+    except (TypeError, IndexError, ValueError) as exc:  # arrays of the wrong kind or shape for what they hold
+        raise RunDamaged(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+    finally:
+        z.close()
 
 
 def epoch_file(epoch: int) -> str:
@@ -194,6 +293,52 @@ class ProbeRecord:
                    split=z["split"].astype(str) if "split" in z else None, y_from=str(z["y_from"]), y_den=den)
 
 
+_HELD: dict[str, list[Any]] = {}  # resolved run path -> [open lock file, depth]: a process's locks are re-entrant
+
+
+@contextlib.contextmanager
+def run_lock(path: str | os.PathLike[str], *, what: str = "writes") -> Iterator[None]:
+    """Hold the run's writer lock (``RUN/.lock``, an exclusive ``flock``) for the block.
+
+    Every command that writes a run takes it; a second writer gets :class:`RunLocked`, one line
+    naming the process that holds it. The operating system releases it when its process ends
+    (even by SIGKILL), so a killed run never stays locked. Re-entrant within a process.
+    """
+    folder = Path(path)
+    key = str(folder.resolve())
+    if key not in _HELD:
+        if folder.exists() and not folder.is_dir():
+            raise RunError(f"{folder} is a file, not a run directory: choose another --out")
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / LOCK, "a+", encoding="utf-8")
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: no flock; writes stay atomic
+            pass
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunLocked(f"{folder} is in use: {holder} (lock {folder / LOCK}); wait for it to end") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} {what} it since "
+                 f"{_dt.datetime.now().isoformat(timespec='seconds')}\n")
+        fh.flush()
+        _HELD[key] = [fh, 0]
+    entry = _HELD[key]
+    entry[1] += 1
+    try:
+        yield
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:  # the last holder in this process lets go, whichever entered first
+            del _HELD[key]
+            entry[0].close()
+
+
 class RunDir:
     """A run directory. ``RunDir(path)`` opens one (it need not exist yet: use :meth:`create`)."""
 
@@ -204,6 +349,8 @@ class RunDir:
     @classmethod
     def create(cls, path: str | os.PathLike[str], config: dict[str, Any], *, exist_ok: bool = False) -> "RunDir":
         run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunError(f"{run.path} is a file, not a run directory: choose another --out")
         if run.config_path.exists() and not exist_ok:
             raise RunError(f"{run.config_path} exists: pass --resume to continue that run, or choose another --out")
         run.path.mkdir(parents=True, exist_ok=True)
@@ -217,11 +364,16 @@ class RunDir:
             raise RunError(f"run directory {run.path} does not exist")
         if not run.config_path.exists():
             raise RunError(f"{run.path} is not a run directory: it has no {CONFIG}")
+        run.config()  # a damaged config.json is named before anything reads it
         return run
 
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG
+
+    def lock(self, what: str = "writes") -> contextlib.AbstractContextManager[None]:
+        """The run's writer lock (:func:`run_lock`)."""
+        return run_lock(self.path, what=what)
 
     def write_config(self, config: dict[str, Any]) -> None:
         import torch
@@ -235,13 +387,26 @@ class RunDir:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            doc = json.loads(self.config_path.read_text())
+            doc = json.loads(self.config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"{self.path} is not a run directory: it has no {CONFIG}") from None
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{self.config_path} is not valid JSON: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDamaged(f"{self.config_path} is damaged: not valid JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise RunDamaged(f"{self.config_path} is damaged: not a run's config (a JSON object)")
         doc.pop("_meta", None)
         return doc
+
+    def config(self) -> "RunConfig":
+        """The run's :class:`~infoflow.config.RunConfig`; a bad value is an error naming config.json."""
+        from .config import RunConfig
+        from .errors import ConfigError
+
+        doc = self.read_config()
+        try:
+            return RunConfig.from_dict(doc)
+        except ConfigError as exc:
+            raise RunDamaged(f"{self.config_path} is damaged: {exc}") from None
 
     # -- log ----------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -257,10 +422,19 @@ class RunDir:
             frame.to_csv(tmp, index=False)
 
     def _read_table(self, name: str) -> pd.DataFrame:
+        """A table of the run, checked: readable CSV, its columns, numbers where numbers belong,
+        whole epochs (:data:`TABLES`); an empty frame when the file does not exist yet."""
         p = self.path / name
         if not p.exists() or p.stat().st_size == 0:
             return pd.DataFrame()
-        return pd.read_csv(p)
+        try:
+            frame = pd.read_csv(p)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+            raise RunDamaged(f"{p} is damaged: not a CSV table ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        spec = TABLES.get(name)
+        if spec is not None and not frame.empty:
+            check_table(frame, p, **spec)
+        return frame
 
     def _append_table(self, name: str, rows: pd.DataFrame | Iterable[dict[str, Any]]) -> None:
         new = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
@@ -287,22 +461,46 @@ class RunDir:
         self._write_table(name, frame)
 
     def read_mi(self, name: str = MI) -> pd.DataFrame:
-        frame = self._read_table(name)
-        if "at_ceiling" in frame:
-            frame["at_ceiling"] = frame["at_ceiling"].astype(bool)
-        return frame
+        from .estimators.table import normalize_table  # at_floor and baseline for tables written without them
+
+        return normalize_table(self._read_table(name))
+
+    def check(self) -> None:
+        """Read every table, stored array and the config once: RunDamaged names the first damaged
+        file. What resuming does before it writes anything."""
+        self.config()
+        for name in TABLES:
+            self._read_table(name)
+        if (self.path / PROBE).exists():
+            self.load_probe()
 
     def truncate_after(self, epoch: int) -> None:
-        """Drop every table row and stored file of an epoch after ``epoch`` (used on resume)."""
+        """Drop every table row and stored file of an epoch after ``epoch`` (used on resume), and
+        the temporary files of writes that a killed process left behind."""
         for name in (METRICS, LAYER_STATS, MI):
             frame = self._read_table(name)
             if not frame.empty and "epoch" in frame and (frame["epoch"] > epoch).any():
                 self._write_table(name, frame[frame["epoch"] <= epoch])
         for folder in (self.matrices_dir, self.predictions_dir):
+            for e, f in _epoch_files(folder):
+                if e > epoch:
+                    f.unlink()
+        self.remove_litter()
+
+    def remove_litter(self) -> list[Path]:
+        """Delete the ``.<name>.*.tmp`` files of atomic writes a killed process never finished
+        (only this run's own: the caller holds its lock). Returns what was removed."""
+        gone = []
+        for folder in (self.path, self.matrices_dir, self.predictions_dir, self.estimates_dir,
+                       self.checkpoint_path.parent, self.figures_dir):
             if folder.is_dir():
-                for f in folder.glob("e*.npz"):
-                    if int(f.stem[1:]) > epoch:
+                for f in folder.glob(".*.tmp"):
+                    with contextlib.suppress(OSError):
                         f.unlink()
+                        gone.append(f)
+        if gone:
+            self.log(f"removed {len(gone)} temporary file(s) of interrupted writes: {', '.join(p.name for p in gone)}")
+        return gone
 
     # -- probe set facts ----------------------------------------------------------------------
     def save_probe(self, record: "ProbeRecord") -> None:
@@ -313,11 +511,8 @@ class RunDir:
         p = self.path / PROBE
         if not p.exists():
             raise RunError(f"{self.path} has no {PROBE}: the run recorded no MI (was it trained with MI enabled?)")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                return ProbeRecord.from_arrays({k: z[k] for k in z.files})
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise RunError(f"{p}: not a probe file infoflow can read ({type(exc).__name__}: {exc})") from None
+        with read_npz(p) as z:
+            return ProbeRecord.from_arrays(z)
 
     # -- matrices -----------------------------------------------------------------------------
     @property
@@ -345,18 +540,22 @@ class RunDir:
         if not p.exists():
             raise RunError(f"{p} does not exist: epoch {epoch} has no stored matrices "
                            f"(logged epochs with matrices: {self.matrix_epochs()})")
-        with np.load(p, allow_pickle=False) as z:
+        with read_npz(p) as z:
             bins = [float(b) for b in z["bin_sizes"]]
-            return Matrices(
+            m = Matrices(
                 epoch=int(z["epoch"]), names=[str(n) for n in z["names"]], dims=z["dims"], dist=z["dist"],
                 codes={b: z[f"codes_{i}"] for i, b in enumerate(bins)},
-                dist_input=z["dist_input"] if "dist_input" in z.files else None,
+                dist_input=z["dist_input"] if "dist_input" in z else None,
             )
+        n_layers = len(m.names)
+        if (m.epoch != epoch or m.dist.ndim != 3 or m.dist.shape[0] != n_layers or m.dist.shape[1] != m.dist.shape[2]
+                or len(m.dims) != n_layers):
+            raise RunDamaged(f"{p} is damaged: epoch {m.epoch}, {n_layers} layer names, distances of shape "
+                           f"{m.dist.shape} do not fit together")
+        return m
 
     def matrix_epochs(self) -> list[int]:
-        if not self.matrices_dir.is_dir():
-            return []
-        return sorted(int(f.stem[1:]) for f in self.matrices_dir.glob("e*.npz"))
+        return [e for e, _ in _epoch_files(self.matrices_dir)]
 
     # -- predictions --------------------------------------------------------------------------
     @property
@@ -368,7 +567,7 @@ class RunDir:
                      ids=np.array(ids), epoch=np.int64(epoch))
 
     def load_predictions(self, epoch: int) -> np.ndarray:
-        with np.load(self.predictions_dir / epoch_file(epoch), allow_pickle=False) as z:
+        with read_npz(self.predictions_dir / epoch_file(epoch)) as z:
             return z["probs"].astype(np.float32)
 
     def save_prediction_inputs(self, images: np.ndarray, masks: np.ndarray, ids: list[str]) -> None:
@@ -384,19 +583,72 @@ class RunDir:
         p = self.predictions_dir / PRED_INPUTS
         if not p.exists():
             return None
-        with np.load(p, allow_pickle=False) as z:
+        with read_npz(p) as z:
             return {"images": z["images"].astype(np.float32) / 255.0, "masks": z["masks"].astype(np.float32),
                     "ids": [str(i) for i in z["ids"]]}
 
     def prediction_epochs(self) -> list[int]:
-        if not self.predictions_dir.is_dir():
-            return []
-        return sorted(int(f.stem[1:]) for f in self.predictions_dir.glob("e*.npz"))
+        return [e for e, _ in _epoch_files(self.predictions_dir)]
 
-    # -- checkpoints and outputs --------------------------------------------------------------
+    # -- checkpoints ----------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoints" / "last.pt"
+
+    def save_checkpoint(self, epoch: int, model_state: dict[str, Any], optimizer_state: dict[str, Any],
+                        config: dict[str, Any]) -> None:
+        """``checkpoints/last.pt``: the state after ``epoch`` (loads with ``weights_only=True``)."""
+        import torch
+
+        state = {"epoch": int(epoch), "model": model_state, "optimizer": optimizer_state,
+                 "config": json.dumps(config, sort_keys=True)}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+
+    def load_checkpoint(self, *, map_location: Any = "cpu") -> dict[str, Any] | None:
+        """The last checkpoint (``epoch``, ``model``, ``optimizer``, ``config``), None when there is none."""
+        import torch
+
+        path = self.checkpoint_path
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # a damaged or foreign file
+            raise RunDamaged(f"{path} is damaged: the checkpoint cannot be read ({type(exc).__name__}: {exc})") from None
+
+    # -- re-estimated tables (`infoflow estimate`) ---------------------------------------------
+    @property
+    def estimates_dir(self) -> Path:
+        return self.path / ESTIMATES
+
+    def estimates_path(self, tag: str) -> Path:
+        """``estimates/mi-<tag>.csv``: a table of re-estimated MI."""
+        return self.estimates_dir / f"mi-{tag}.csv"
+
+    def estimate_tables(self, kind: str | None = None) -> list[Path]:
+        """The stored estimate tables, oldest first: the MI tables (``kind`` None: ``mi-*.csv``
+        without a suffix) or their siblings of one kind (``"uncertainty"``, ``"robustness"``, ...)."""
+        if not self.estimates_dir.is_dir():
+            return []
+        files = [p for p in self.estimates_dir.glob("mi-*.csv") if p.is_file()]
+        files = [p for p in files if (p.name.count(".") == 1 if kind is None else p.name.endswith(f".{kind}.csv"))]
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def newest_estimate(self, kind: str | None = None) -> Path | None:
+        """The newest of :meth:`estimate_tables`, or None."""
+        files = self.estimate_tables(kind)
+        return files[-1] if files else None
+
+    def write_table(self, path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
+        """Write a table of this run (atomically): an estimates file or one of its siblings."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+        return path
+
+    # -- outputs ------------------------------------------------------------------------------
 
     @property
     def figures_dir(self) -> Path:

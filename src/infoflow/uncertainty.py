@@ -21,7 +21,12 @@ For one logged epoch, layer, estimator and kernel width (``estimate_layers``' se
   ``permutations`` times and the estimate is recomputed. What a layer shows above this baseline
   is information about Y; at a narrow kernel (every sample isolated) the baseline itself is
   ``H(Y)``, the estimate's ceiling, and the estimate says nothing. ``p_value`` is
-  ``(1 + #{baseline >= value}) / (1 + permutations)``.
+  ``(1 + #{baseline >= value}) / (1 + permutations)``. The shuffles are seeded by
+  ``(seed, epoch, labelling)``, the same for every layer (paired comparisons); the tidy table's
+  own ``baseline`` column (:mod:`infoflow.estimators.table`) draws its own, per layer.
+
+Every estimate comes from the estimator registry (:func:`infoflow.estimators.registry.prepare`):
+one prepared object per subset, whose I(Y;M) of the labels and of each shuffle is cheap.
 
 Main entry points: :func:`uncertainty_table` (a run), :func:`estimate_uncertainty` (one
 epoch's :class:`~infoflow.runs.Matrices`), :func:`layer_uncertainty` (one distance matrix).
@@ -54,7 +59,6 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,10 +67,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import InfoflowError
-from .estimators._util import LN2, as_dist, as_labels, plugin_entropy_bits, to_numpy
-from .estimators.binning import binning_mi
-from .estimators.renyi import _entropy_from_eigs, _joint_with_labels, _label_entropy_from_ids, gaussian_gram
-from .estimators.table import NO_LABELS, bin_setting, renyi_setting
+from .estimators._util import as_dist, to_numpy
+from .estimators.base import LabelGroup, Labels, Prepared, seeded_rng
+from .estimators.registry import expand_estimators, prepare, renyi_input, setting_of
+from .estimators.table import NO_LABELS
 from .estimators.widths import Width, expand_widths, kernel_var
 
 __all__ = [
@@ -92,93 +96,16 @@ DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 UNC_ESTIMATORS = ("kde_upper", "kde_lower", "bin", "renyi")
 
 
-# -- point estimates of one layer on a subset, with fast label-permutation paths ---------------------
-class _KDEPrepared:
-    """KDE (upper or lower bound) of one layer on one sample set; I(Y;M) for any labels cheaply.
-
-    The kernel matrix ``exp(-d / (2 var) - rowmax)`` is computed once; the same-class sums of any
-    labelling are then one matrix product (the row maximum is the diagonal's 0, which lies in
-    the sample's own class, so no own-class sum underflows)."""
-
-    def __init__(self, d: np.ndarray, s2: float, bound: str) -> None:
-        var = s2 if bound == "upper" else 4.0 * s2
-        neg = d * (-1.0 / (2.0 * var))
-        n = d.shape[0]
-        self.mx = neg.max(axis=1)
-        neg -= self.mx[:, None]
-        self.e = np.exp(neg, out=neg)
-        self.t = np.log(self.e.sum(axis=1)) + self.mx - math.log(n)
-        self.i_xm = -float(np.mean(self.t)) / LN2
-
-    def i_ym(self, y: np.ndarray) -> float:
-        n = y.shape[0]
-        counts = np.bincount(y)
-        order = np.argsort(y, kind="stable")
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[counts > 0]
-        sums = np.add.reduceat(self.e[:, order], starts, axis=1)  # (n, classes present), ids ascending
-        slot = np.cumsum(counts > 0) - 1
-        own = sums[np.arange(n), slot[y]]
-        tc = np.log(own) + self.mx - np.log(counts[y].astype(np.float64))
-        return float(np.mean(tc - self.t)) / LN2
-
-
-class _RenyiPrepared:
-    def __init__(self, d: np.ndarray, width: Width, alpha: float, dx: np.ndarray | None,
-                 s2: float | None = None) -> None:
-        self.alpha = alpha
-        self.a_m = gaussian_gram(d, kernel_var=kernel_var(width, d) if s2 is None else s2)
-        self.h_m = _entropy_from_eigs(np.linalg.eigvalsh(self.a_m), alpha)
-        if dx is None:
-            self.i_xm = math.nan
-        else:
-            a_x = gaussian_gram(dx, kernel_var=kernel_var(width, dx))
-            h_x = _entropy_from_eigs(np.linalg.eigvalsh(a_x), alpha)
-            prod = self.a_m * a_x
-            h_xm = _entropy_from_eigs(np.linalg.eigvalsh(prod / np.trace(prod)), alpha)
-            self.i_xm = self.h_m + h_x - h_xm
-
-    def i_ym(self, y: np.ndarray) -> float:
-        return self.h_m + _label_entropy_from_ids(y, self.alpha) - _joint_with_labels(self.a_m, y, self.alpha)
-
-
-class _BinPrepared:
-    def __init__(self, codes: np.ndarray) -> None:
-        self.codes = codes
-        self.i_xm = binning_mi(codes).i_xm
-
-    def i_ym(self, y: np.ndarray) -> float:
-        return binning_mi(self.codes, y).i_ym
-
-
-def _prepare(est: str, d: np.ndarray | None, *, width: Width | None, alpha: float, dx: np.ndarray | None,
-             codes: np.ndarray | None, s2: float | None = None) -> Any:
-    if est in ("kde_upper", "kde_lower"):
-        return _KDEPrepared(d, kernel_var(width, d) if s2 is None else s2, "upper" if est == "kde_upper" else "lower")
-    if est == "renyi":
-        return _RenyiPrepared(d, width, alpha, dx, s2)
-    if est == "bin":
-        return _BinPrepared(codes)
-    raise InfoflowError(f"unknown estimator {est!r} for uncertainty; choose from {', '.join(UNC_ESTIMATORS)}")
-
-
 def kde_point(d: Any, labels: Any = None, *, width: Any, bound: str = "upper") -> tuple[float, float]:
-    """``(I(X;M), I(Y;M))`` in bits of the KDE bound for kernel-width rule ``width`` (fast path;
-    equal to :func:`~infoflow.estimators.kde_mi` with the resolved variance to ~1e-12)."""
-    dd = as_dist(d)
-    p = _KDEPrepared(dd, kernel_var(width, dd), bound)
+    """``(I(X;M), I(Y;M))`` in bits of the KDE bound for kernel-width rule ``width`` (the
+    registry's prepared KDE; equal to :func:`~infoflow.estimators.kde_mi` with the resolved variance)."""
+    p = prepare(f"kde_{bound}", dist=d, width=width)
     if labels is None:
         return p.i_xm, math.nan
-    return p.i_xm, p.i_ym(as_labels(labels, dd.shape[0]))
+    return p.i_xm, p.i_ym(labels)
 
 
 # -- seeded subsets and permutations ----------------------------------------------------------------
-def _rng(seed: int, *parts: Any) -> np.random.Generator:
-    words = [int(seed) & 0xFFFFFFFF]
-    for p in parts:
-        words.append(zlib.crc32(str(p).encode()) if not isinstance(p, (int, np.integer)) else int(p) & 0xFFFFFFFF)
-    return np.random.default_rng(np.random.SeedSequence(words))
-
-
 def subset_sizes(n: int, fractions: Sequence[float]) -> list[int]:
     """Subset sizes ``round(f * n)`` clipped to [2, n], ascending and distinct."""
     sizes = set()
@@ -196,34 +123,25 @@ def _subsets(n: int, sizes: Sequence[int], repeats: int, seed: int, epoch: int) 
         if m >= n:
             out[m] = [np.arange(n)]
             continue
-        rng = _rng(seed, "subsample", epoch, m)
+        rng = seeded_rng(seed, "subsample", epoch, m)
         out[m] = [np.sort(rng.choice(n, size=m, replace=False)) for _ in range(repeats)]
     return out
 
 
-def _permutations(labs: Sequence[tuple[str, np.ndarray]], permutations: int, seed: int,
-                  epoch: int) -> dict[str, list[np.ndarray]]:
-    out: dict[str, list[np.ndarray]] = {}
+def _permutations(labs: Sequence[tuple[str, Labels]], permutations: int, seed: int,
+                  epoch: int) -> dict[str, LabelGroup]:
+    """Per labelling, ``permutations`` shufflings among the samples (``rng.permutation`` of the
+    labels, seeded by ``(seed, "permute", epoch, name)``), as one group (empty: None)."""
+    out: dict[str, LabelGroup] = {}
     for name, y in labs:
-        rng = _rng(seed, "permute", epoch, name)
-        out[name] = [rng.permutation(y) for _ in range(permutations)]
+        rng = seeded_rng(seed, "permute", epoch, name)
+        perms = [y.permuted(rng.permutation(y.n)) for _ in range(permutations)]
+        if perms:
+            out[name] = LabelGroup(perms)
     return out
 
 
 # -- one layer -----------------------------------------------------------------------------------
-def _ceiling_y(est: str, y: np.ndarray, alpha: float) -> float:
-    return _label_entropy_from_ids(y, alpha) if est == "renyi" else plugin_entropy_bits(np.bincount(y))
-
-
-def _settings(est: str, widths: Sequence[Width], bin_sizes: Sequence[float], alpha: float
-              ) -> list[tuple[str, Width | None, float | None]]:
-    if est == "bin":
-        return [(bin_setting(b), None, float(b)) for b in sorted(bin_sizes, key=float)]
-    if est == "renyi":
-        return [(renyi_setting(alpha, w), w, None) for w in widths]
-    return [(w.key(), w, None) for w in widths]
-
-
 def layer_uncertainty(
     dist: Any,
     labelings: Mapping[str, Any],
@@ -244,7 +162,8 @@ def layer_uncertainty(
     name: str = "",
     setting: str | None = None,
     _subsets_cache: dict[int, list[np.ndarray]] | None = None,
-    _perms_cache: dict[str, list[np.ndarray]] | None = None,
+    _perms_cache: dict[str, LabelGroup] | None = None,
+    _cache: dict[Any, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Uncertainty of one layer's estimates for one estimator and width (``codes`` for bin).
 
@@ -260,38 +179,52 @@ def layer_uncertainty(
         raise InfoflowError(f"repeats must be >= 2 and permutations >= 0, got {repeats}, {permutations}")
     alpha = float(renyi_alpha)
     c = None
+    w: Width | None = None
     if est == "bin":
         if codes is None:
             raise InfoflowError("the binning estimator needs symbol codes (it cannot use distances)")
         c = np.asarray(to_numpy(codes)).reshape(-1)
         n = c.shape[0]
         d = None
-        w = None
     else:
         d = as_dist(dist)
         n = d.shape[0]
         w = expand_widths([width], [])[0]
     dx = None if (dist_x is None or est != "renyi") else as_dist(dist_x, what="dist_x")
-    labs = [(k, as_labels(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
+    labs = [(k, Labels.of(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
     if setting is None:
-        setting = _settings(est, [w] if w is not None else [], [], alpha)[0][0] if est != "bin" else "bin"
+        setting = setting_of(est, width=w, alpha=alpha) if est != "bin" else "bin"
     sizes = subset_sizes(n, fractions)
     if n not in sizes:
         sizes.append(n)
     subs = _subsets_cache if _subsets_cache is not None else _subsets(n, sizes, repeats, seed, epoch)
     perms = _perms_cache if _perms_cache is not None else _permutations(labs, permutations, seed, epoch)
+    cache = {} if _cache is None else _cache  # per subset: labels and Renyi's input side, shared by layers
 
-    def prep(idx: np.ndarray | None) -> tuple[Any, float]:
+    def sub_labels(lab: str, y: Labels, m: int, r: int, idx: np.ndarray) -> Labels:
+        key = ("labels", lab, m, r)
+        if key not in cache:
+            cache[key] = Labels.of(y.y[idx], m)
+        return cache[key]
+
+    def prep(idx: np.ndarray | None, m: int, r: int) -> tuple[Prepared, float]:
         ds = d if (idx is None or d is None) else d[np.ix_(idx, idx)]
         s2_ = math.nan if ds is None else kernel_var(w, ds)
-        if idx is None:
-            return _prepare(est, d, width=w, alpha=alpha, dx=dx, codes=c, s2=s2_), s2_
-        return _prepare(est, ds, width=w, alpha=alpha, dx=None if dx is None else dx[np.ix_(idx, idx)],
-                        codes=None if c is None else c[idx], s2=s2_), s2_
+        x = None
+        if dx is not None:
+            assert w is not None
+            key = ("x", w.key(), alpha, m, r)
+            if key not in cache:
+                cache[key] = renyi_input(dx if idx is None else dx[np.ix_(idx, idx)], width=w, alpha=alpha,
+                                         checked=True)
+            x = cache[key]
+        p = prepare(est, dist=ds, kernel_var=None if ds is None else s2_, dim=int(dim), alpha=alpha, x=x,
+                    codes=None if c is None else (c if idx is None else c[idx]), checked=True)
+        return p, s2_
 
-    full, s2 = prep(None)
+    full, s2 = prep(None, n, 0)
     has_x = math.isfinite(full.i_xm) or est != "renyi"
-    quantities: list[tuple[str, str, np.ndarray | None]] = []
+    quantities: list[tuple[str, str, Labels | None]] = []
     if has_x:
         quantities.append((NO_LABELS, "I_XM", None))
     quantities += [(k, "I_YM", y) for k, y in labs]
@@ -302,16 +235,17 @@ def layer_uncertainty(
     sub_ceil: dict[tuple[str, str], dict[int, list[float]]] = {key: {} for key in full_vals}
     sub_s2: dict[int, list[float]] = {}
     for m in sorted(subs):
-        for idx in subs[m]:
-            p, s2_m = (full, s2) if m >= n else prep(idx)
+        for r, idx in enumerate(subs[m]):
+            p, s2_m = (full, s2) if m >= n else prep(idx, m, r)
             sub_s2.setdefault(m, []).append(s2_m)
             for lab, q, y in quantities:
                 if q == "I_XM":
                     v, ce = p.i_xm, math.log2(m)
                 else:
-                    ys = y if m >= n else as_labels(y[idx], m)
+                    assert y is not None
+                    ys = y if m >= n else sub_labels(lab, y, m, r, idx)
                     v = full_vals[(lab, q)] if m >= n else p.i_ym(ys)
-                    ce = _ceiling_y(est, ys, alpha)
+                    ce = p.ceiling_y(ys)
                 sub_vals[(lab, q)].setdefault(m, []).append(float(v))
                 sub_ceil[(lab, q)].setdefault(m, []).append(float(ce))
 
@@ -326,8 +260,8 @@ def layer_uncertainty(
     for lab, q, y in quantities:
         key = (lab, q)
         value = full_vals[key]
-        h_y = math.nan if y is None else plugin_entropy_bits(np.bincount(y))
-        ceiling = log2n if q == "I_XM" else _ceiling_y(est, y, alpha)
+        h_y = math.nan if y is None else y.h_y
+        ceiling = log2n if y is None else full.ceiling_y(y)
         for m, vals in sorted(sub_vals[key].items()):
             arr = np.asarray(vals)
             srows.append({**base, "labels": lab, "quantity": q, "m": m, "repeats": arr.size,
@@ -347,7 +281,10 @@ def layer_uncertainty(
             ci_lo = ci_hi = trend = math.nan
         b_mean = b_sd = b_hi = p_val = math.nan
         if q == "I_YM" and permutations > 0:
-            bvals = np.asarray([full.i_ym(as_labels(yp, n)) for yp in perms[lab][:permutations]])
+            group = perms[lab]
+            if len(group) > permutations:
+                group = LabelGroup(group.sets[:permutations])
+            bvals = full.i_ym_many(group)
             b_mean = float(bvals.mean())
             b_sd = float(bvals.std(ddof=1)) if bvals.size > 1 else 0.0
             b_hi = float(np.quantile(bvals, hi_q))
@@ -362,21 +299,6 @@ def layer_uncertainty(
 
 
 # -- one epoch / a run ---------------------------------------------------------------------------
-def _expand_unc_estimators(estimators: Sequence[str] | str) -> list[str]:
-    if isinstance(estimators, str):
-        estimators = [e for e in estimators.split(",") if e.strip()]
-    out: list[str] = []
-    for e in estimators:
-        e = e.strip()
-        names = ("kde_upper", "kde_lower") if e == "kde" else (e,)
-        for x in names:
-            if x not in UNC_ESTIMATORS:
-                raise InfoflowError(f"unknown estimator {x!r}; choose from 'kde', {', '.join(UNC_ESTIMATORS)}")
-            if x not in out:
-                out.append(x)
-    return [e for e in UNC_ESTIMATORS if e in out]
-
-
 def estimate_uncertainty(
     m: Any,
     labelings: Mapping[str, Any],
@@ -399,15 +321,18 @@ def estimate_uncertainty(
     subsets and label permutations are used for every layer, estimator and setting of the epoch
     (paired comparisons). Returns ``(summary, subsamples)``.
     """
-    ests = _expand_unc_estimators(estimators)
+    ests = expand_estimators(estimators)
     ws = expand_widths(widths, [float(v) for v in noise_vars])
     n_layers, n = m.dist.shape[0], m.dist.shape[1]
-    labs = [(k, as_labels(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
+    labs = [(k, Labels.of(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
     sizes = subset_sizes(n, fractions)
     if n not in sizes:
         sizes.append(n)
     subs = _subsets(n, sizes, int(repeats), int(seed), int(m.epoch))
     perms = _permutations(labs, int(permutations), int(seed), int(m.epoch))
+    cache: dict[Any, Any] = {}  # subset labels and Renyi input sides, the same for every layer
+    dist_x = None if m.dist_input is None else as_dist(m.dist_input, what="dist_input")
+    alpha = float(renyi_alpha)
     todo = range(n_layers) if layers is None else [int(i) for i in layers]
     parts_u, parts_s = [], []
     for li in todo:
@@ -417,13 +342,16 @@ def estimate_uncertainty(
         for est in ests:
             if est == "bin" and not m.codes:
                 continue
-            for setting, w, b in _settings(est, ws, list(m.codes), float(renyi_alpha)):
+            settings: list[tuple[Width | None, Any]] = \
+                [(None, b) for b in sorted(m.codes, key=float)] if est == "bin" else [(w, None) for w in ws]
+            for w, b in settings:
+                setting = setting_of(est, width=w, bin_size=None if b is None else float(b), alpha=alpha)
                 u, s = layer_uncertainty(
                     d, dict(labs), dim=int(m.dims[li]), estimator=est, width=w if w is not None else "fixed:1",
-                    codes=None if b is None else m.codes[b][li], dist_x=m.dist_input, renyi_alpha=renyi_alpha,
+                    codes=None if b is None else m.codes[b][li], dist_x=dist_x, renyi_alpha=renyi_alpha,
                     fractions=fractions, repeats=repeats, permutations=permutations, level=level, seed=seed,
                     epoch=int(m.epoch), layer=li, name=str(m.names[li]), setting=setting,
-                    _subsets_cache=subs, _perms_cache=perms)
+                    _subsets_cache=subs, _perms_cache=perms, _cache=cache)
                 parts_u.append(u)
                 parts_s.append(s)
     if not parts_u:
@@ -451,13 +379,12 @@ def uncertainty_tables(
     ``mi``: the :class:`~infoflow.config.MIConfig` whose labellings, noise variances, Renyi alpha
     and widths are used (default: the run's own); ``widths`` overrides ``mi.widths``.
     """
-    from .config import RunConfig
     from .errors import RunError
     from .runs import RunDir
-    from .tracker import labelings_for
+    from .tracking import labelings_for
 
     rd = run if isinstance(run, RunDir) else RunDir.open(run)
-    stored_mi = RunConfig.from_dict(rd.read_config()).mi
+    stored_mi = rd.config().mi
     if mi is None:
         mi = stored_mi
     record = rd.load_probe()

@@ -9,7 +9,7 @@ from infoflow.config import RunConfig
 from infoflow.errors import RunError
 from infoflow.models import PROBE_LAYERS
 from infoflow.runs import RunDir
-from infoflow.tracker import reestimate
+from infoflow.tracking import reestimate
 from infoflow.train import train
 
 TINY = {"name": "tiny", "data.source": "synthetic", "data.size": 32, "data.n_synthetic": 48, "model.width": 4,

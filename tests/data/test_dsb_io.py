@@ -267,9 +267,21 @@ def test_bad_rule_and_config() -> None:
     with pytest.raises(DataError, match="unknown mask rule"):
         read_dsb("/nonexistent", size=16, mask_rule="nearest", progress=False)
     for kw, pat in [({"mask_rule": "x"}, "mask_rule"), ({"val_fraction": 0.0}, "val_fraction"),
-                    ({"limit": 0}, "limit"), ({"test_source": "x"}, "test_source")]:
+                    ({"limit": 0}, "limit"), ({"test_source": "x"}, "test_source"),
+                    ({"mask_size": 32}, "the synthetic nuclei's masks are exact")]:
         with pytest.raises(ConfigError, match=pat):
             load_splits(DataConfig(source="synthetic", n_synthetic=8, size=16, **kw), progress=False)
+
+
+@pytest.mark.parametrize("size, mask_size, ok", [(16, 32, True), (16, 16, True), (16, 24, False), (32, 16, False)])
+def test_mask_size_must_be_a_multiple_of_the_size(tiny_zip: Path, size, mask_size, ok) -> None:
+    if ok:
+        a = read_dsb(tiny_zip, size=size, mask_size=mask_size, progress=False)
+        assert a.meta["mask_size"] == mask_size and a.meta["graded_den"] == 255 * (mask_size // size) ** 2
+        assert np.array_equal(np.unique(a.masks), [0.0, 1.0]) and 0 < a.graded.mean() < 1
+    else:
+        with pytest.raises(DataError, match=f"mask_size {mask_size} must be a multiple of the image size {size}"):
+            read_dsb(tiny_zip, size=size, mask_size=mask_size, progress=False)
 
 
 # -- cache -------------------------------------------------------------------------------------
@@ -309,6 +321,7 @@ def test_cache_key_changes_with_settings_and_content(tmp_path: Path, monkeypatch
         "rule": cache_mod.cache_key(digest=d1, size=16, mask_rule="linear"),
         "content": cache_mod.cache_key(digest=source_digest(z2), size=16, mask_rule="code"),
         "ids": cache_mod.cache_key(digest=d1, size=16, mask_rule="code", ids=["x"]),
+        "mask_size": cache_mod.cache_key(digest=d1, size=16, mask_rule="code", mask_size=32),
     }
     monkeypatch.setattr(cache_mod, "FORMAT_VERSION", cache_mod.FORMAT_VERSION + 1)
     variants["format"] = cache_mod.cache_key(digest=d1, size=16, mask_rule="code")
@@ -321,7 +334,10 @@ def test_cache_key_changes_with_settings_and_content(tmp_path: Path, monkeypatch
     f1 = write_dir(tmp_path / "f1", tiny_samples(2))
     f2 = write_dir(tmp_path / "f2", tiny_samples(2))
     assert source_digest(f1) == source_digest(f2)
-    (f2 / "extra.txt").write_text("x")
+    (f2 / "extra.txt").write_text("x")  # not part of the layout: not read (issue 16)
+    assert source_digest(f1) == source_digest(f2)
+    mask = sorted(f2.glob("*/masks/*.png"))[0]
+    mask.write_bytes(mask.read_bytes() + b"\0")
     assert source_digest(f1) != source_digest(f2)
 
 
@@ -443,3 +459,84 @@ def test_segarrays_subset_and_validation() -> None:
         warnings.simplefilter("error")
         train, test = load_splits(DataConfig(source="synthetic", n_synthetic=10, size=16), progress=False)
     assert len(train) + len(test) == 10
+
+
+# -- hostile zips and folders (issue 16) ------------------------------------------------------------
+
+
+def _declare(path: Path, member: str, size: int) -> Path:
+    """Patch ``member``'s declared uncompressed size in the central directory and the local header
+    (a zip that lies; zipfile would inflate up to the declared size)."""
+    raw = bytearray(path.read_bytes())
+    name = member.encode()
+    for sig, off in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):  # central directory, local header
+        i = 0
+        while (i := raw.find(sig, i)) >= 0:
+            name_at = i + (46 if sig == b"PK\x01\x02" else 30)
+            if raw[name_at:name_at + len(name)] == name:
+                raw[i + off:i + off + 4] = struct.pack("<I", size)
+            i += 4
+    path.write_bytes(bytes(raw))
+    return path
+
+
+BOMB_SCRIPT = r"""
+import re, sys, time
+from infoflow.data import read_dsb
+from infoflow.errors import DataError
+
+def peak_kb():  # this process image's peak RSS (VmHWM; ru_maxrss would keep the forking parent's)
+    with open("/proc/self/status") as fh:
+        return int(re.search(r"VmHWM:\s+(\d+)", fh.read()).group(1))
+
+t = time.process_time()  # CPU seconds of this process: what the refusal costs, whatever else runs
+try:
+    read_dsb(sys.argv[1], size=16, progress=False)
+    print("accepted")
+except DataError as exc:
+    print(f"{time.process_time() - t:.3f} {peak_kb()} {exc}")
+"""
+
+
+@pytest.mark.parametrize("kind", ["declared", "ratio"])
+def test_zip_bombs_are_refused_at_once_by_member(tmp_path: Path, kind: str) -> None:
+    """A member declaring 3 GiB (the issue's 3.3 MB zip ran 274 s to 6.6 GB RSS) and a member that
+    really expands 1000-fold are refused from their headers, in well under a second, naming the
+    member, within 200 MB of peak memory for the whole process (CPU seconds, not wall time: the
+    test does not depend on how busy the machine is)."""
+    import subprocess
+    import sys
+
+    files = tiny_samples(3)
+    member = sorted(f for f in files if "/images/" in f)[0]
+    if kind == "ratio":
+        files[member] = b"\0" * (8 << 20)  # 8 MiB of zeros deflate to ~8 KB
+    z = write_zip(tmp_path / "bomb.zip", files)
+    if kind == "declared":
+        _declare(z, member, 3 << 30)
+    out = subprocess.run([sys.executable, "-c", BOMB_SCRIPT, str(z)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seconds, rss_kb, message = out.stdout.strip().split(" ", 2)
+    assert float(seconds) < 1.0 and int(rss_kb) < 200 * 1024, out.stdout
+    assert member in message and ("zip bomb" in message or "declares" in message), message
+
+
+def test_folder_reads_only_the_layouts_regular_files(tmp_path: Path) -> None:
+    """FIFOs, a link to /dev/zero, hidden files and stray files in a data folder are never read:
+    neither by the reader nor by the cache's hash (which once hung on them)."""
+    import os
+
+    files = tiny_samples(3)
+    d = write_dir(tmp_path / "data", files)
+    digest = source_digest(d)
+    sid = sorted(f.split("/")[0] for f in files)[0]
+    os.mkfifo(d / sid / "masks" / "pipe.png")
+    os.mkfifo(d / "fifo")
+    os.symlink("/dev/zero", d / sid / "images" / "zero.png")
+    (d / ".hidden").write_bytes(b"x" * 1000)
+    (d / "notes.txt").write_text("not a sample")
+    assert source_digest(d) == digest  # nothing the layout does not use enters the hash
+    a = read_dsb(d, size=16, progress=False)
+    assert len(a) == 3
+    (d / sid / "masks" / "m0.png").write_bytes(files[f"{sid}/masks/m0.png"][:-1] + b"\1")
+    assert source_digest(d) != digest  # a layout file does

@@ -1,4 +1,5 @@
-"""Binning estimator: symbol codes, streaming coder and hand-computed entropies."""
+"""Binning estimator: symbol codes (one binned symbol: float32 division, SHA-256), batch invariance and
+hand-computed entropies."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from infoflow.errors import InfoflowError
-from infoflow.estimators import BinCoder, bin_codes, binning_mi
+from infoflow.estimators import bin_codes, bin_index, binning_mi
 
 # floor(m / 0.1): rows [0, 2], [1, 2], [1, 2], [5, -1] -> symbols a, b, b, c
 HAND_ACTS = np.array([[0.05, 0.25], [0.15, 0.25], [0.12, 0.29], [0.55, -0.05]])
@@ -58,7 +59,8 @@ def test_deterministic_distinct_and_duplicated(n):
 
 
 @pytest.mark.parametrize("batch", [1, 3, 7, 100])
-def test_streaming_matches_one_shot(batch):
+def test_batches_match_one_shot(batch):
+    """(Was the streaming BinCoder's test; the coder is gone: bin_codes in batches is the one path.)"""
     rng = np.random.default_rng(0)
     base = rng.integers(-3, 3, size=(5, 2, 3, 3)) * 0.1 + 0.05  # 5 bin centres
     pick = rng.integers(0, 5, size=23)
@@ -67,12 +69,29 @@ def test_streaming_matches_one_shot(batch):
     first = {p: i for i, p in reversed(list(enumerate(pick)))}
     order = {p: k for k, p in enumerate(sorted(first, key=first.get))}
     np.testing.assert_array_equal(expected, [order[p] for p in pick])  # ids by first appearance
-    coder = BinCoder(bin_size=0.1)
-    for s in range(0, 23, batch):
-        coder.add(torch.from_numpy(acts[s : s + batch]).float().double())
-    np.testing.assert_array_equal(coder.codes(), expected)
-    assert len(coder) == 23 and coder.n_symbols == expected.max() + 1
     np.testing.assert_array_equal(bin_codes(acts, bin_size=0.1, batch_size=batch), expected)
+    # torch input (float64 rounded to float32, like numpy's) gives the same ids
+    np.testing.assert_array_equal(bin_codes(torch.from_numpy(acts), bin_size=0.1, batch_size=batch), expected)
+
+
+def test_bin_index_is_the_float32_quotient():
+    """bin_index = floor(float32(m) / float32(b)) in float32, -0.0 -> +0.0; the input is not changed."""
+    rng = np.random.default_rng(1)
+    m = (rng.standard_normal(1000) * 3).astype(np.float32)
+    keep = m.copy()
+    q = bin_index(m, bin_size=0.1)
+    assert q.dtype == np.float32
+    np.testing.assert_array_equal(q, np.floor(m / np.float32(0.1)))
+    np.testing.assert_array_equal(m, keep)
+    # float64 values are rounded to float32 first
+    m64 = m.astype(np.float64) + 1e-12
+    np.testing.assert_array_equal(bin_index(m64, bin_size=0.1), np.floor(m64.astype(np.float32) / np.float32(0.1)))
+    z = bin_index(np.array([-0.0, -0.01], dtype=np.float32), bin_size=0.1)
+    assert not np.signbit(z[0]) and z[1] == -1.0
+    # in place into the caller's buffer
+    buf = m.copy()
+    assert bin_index(buf, bin_size=0.1, out=buf) is buf
+    np.testing.assert_array_equal(buf, q)
 
 
 def test_large_rows_differing_in_one_value():
@@ -110,9 +129,6 @@ def test_bad_input_raises():
         bin_codes(np.array([[0.1, np.nan]]), bin_size=0.1)
     with pytest.raises(InfoflowError):
         bin_codes(np.zeros((2, 2)), bin_size=0.0)
-    coder = BinCoder(bin_size=0.1).add(np.zeros((2, 3)))
-    with pytest.raises(InfoflowError):
-        coder.add(np.zeros((2, 4)))
     with pytest.raises(InfoflowError):
         binning_mi(np.zeros((2, 2), dtype=int))
     with pytest.raises(InfoflowError):

@@ -207,25 +207,53 @@ def test_bad_shapes_raise():
         kde_mi(np.full((2, 2), np.nan), noise_var=0.2, dim=1)
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 1e4])
-def test_shared_exp_row_sums_equal_scipy_logsumexp(scale):
-    """The row logsumexps from one shared exp (zero diagonal: log1p of the other terms) agree with
-    scipy's logsumexp, over all samples and within classes, from coinciding points to points so
-    far apart that every off-diagonal term underflows; a matrix with a nonzero diagonal takes
-    scipy's path."""
+def _reference(neg: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """I(X;M), I(Y;M) in bits by the definition: scipy's logsumexp over all j / over j of the class."""
     from scipy.special import logsumexp
 
-    from infoflow.estimators.kde import _mixture_terms
+    n = len(y)
+    t = logsumexp(neg, axis=1) - math.log(n)
+    same = y[:, None] == y[None, :]
+    tc = logsumexp(np.where(same, neg, -np.inf), axis=1) - np.log(np.bincount(y)[y])
+    return -float(np.mean(t)) / LN2, float(np.mean(tc - t)) / LN2
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 1e4])
+def test_one_exp_form_equals_scipy_logsumexp(scale):
+    """(Replaces the test of the former private _mixture_terms.) The prepared KDE's one shared exp
+    (zero diagonal: log1p of the other terms; small classes summed over their pairs, large ones by a
+    matrix product) agrees with scipy's logsumexp, over all samples and within classes, from
+    coinciding points to points so far apart that every off-diagonal term underflows; so does a
+    matrix with a nonzero diagonal, including rows whose maximum lies in another class far above
+    their own terms (a naive shift by the row maximum would underflow there)."""
+    from infoflow.estimators import LabelGroup, Labels
+    from infoflow.estimators.base import DENSE_CLASS_SHARE
+    from infoflow.estimators.kde import KDEPrepared
 
     rng = np.random.default_rng(3)
     d = sqdist(rng.normal(size=(60, 5))) * scale
-    y = rng.integers(0, 4, 60)
-    neg = -d / 0.4
-    same = y[:, None] == y[None, :]
-    t, tc = _mixture_terms(neg, same)
-    np.testing.assert_allclose(t, logsumexp(neg, axis=1), rtol=1e-14, atol=1e-300)
-    np.testing.assert_allclose(tc, logsumexp(np.where(same, neg, -np.inf), axis=1), rtol=1e-14, atol=1e-300)
-    neg[0, 0] = -1.0
-    t2, tc2 = _mixture_terms(neg, same)
-    np.testing.assert_array_equal(t2, logsumexp(neg, axis=1))
-    assert _mixture_terms(neg, None)[1] is None
+    y = np.where(rng.uniform(size=60) < 0.5, 0, rng.integers(1, 12, 60))  # one large class, small ones
+    large = max(2, math.ceil(DENSE_CLASS_SHARE * 60))
+    assert np.bincount(y)[0] >= large > np.bincount(y)[1:].min()  # both paths (matrix product, pairs) are used
+    for dd in (d, d + np.diag(np.linspace(0.0, 3.0 * scale, 60))):
+        p = KDEPrepared(dd, noise_var=0.2, dim=5)
+        ix, iy = _reference(-dd / 0.4, y)
+        # (a nonzero diagonal gives nonsense values of thousands of bits: relative agreement there)
+        assert p.i_xm == pytest.approx(ix, rel=1e-14, abs=1e-12)
+        assert p.i_ym(y) == pytest.approx(iy, rel=1e-14, abs=1e-12)
+        # permutations: through Labels.permuted (pair index mapped, not rebuilt) in one group
+        lab = Labels.of(y, 60)
+        perms = [rng.permutation(60) for _ in range(4)]
+        many = p.i_ym_many(LabelGroup([lab.permuted(q) for q in perms]))
+        for q, v in zip(perms, many):
+            assert v == pytest.approx(_reference(-dd / 0.4, y[q])[1], rel=1e-14, abs=1e-12)
+    # a row whose maximum is in another class, its own class ~2000 nats below: exact still
+    far = d.copy()
+    far[0, :] = far[:, 0] = 1e4
+    far[0, 0] = 800.0
+    far[0, 1] = far[1, 0] = 0.0
+    yy = y.copy()
+    yy[0], yy[1] = 1, 2
+    p = KDEPrepared(far, noise_var=0.2, dim=5)
+    ix, iy = _reference(-far / 0.4, yy)
+    assert np.isfinite(iy) and p.i_xm == pytest.approx(ix, abs=1e-12) and p.i_ym(yy) == pytest.approx(iy, abs=1e-12)

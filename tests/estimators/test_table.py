@@ -161,7 +161,8 @@ def test_estimator_subsets_and_missing_inputs(setup):
     assert "bin" not in set(f["estimator"])
     assert not ((f["estimator"] == "renyi") & (f["quantity"] == "I_XM")).any()
     assert ((f["estimator"] == "renyi") & (f["quantity"] == "I_YM")).any()
-    f = estimate_layers(dists, **dict(kw, labelings={}, estimators=("renyi",), renyi_kernel_vars=[3.0], renyi_alpha=2))
+    # (renyi_kernel_vars, used by tests only, is gone: the Renyi kernel variances are noise_vars / widths)
+    f = estimate_layers(dists, **dict(kw, labelings={}, estimators=("renyi",), noise_vars=[3.0], renyi_alpha=2))
     assert set(f["setting"]) == {"alpha=2.0,kernel_var=3.0"} and set(f["labels"]) == {"none"}
     f = estimate_layers(dists[1:], **dict(kw, names=["l1", "l2"], dims=[4, 2], layers=[5, 9], bin_codes=None))
     assert list(f["layer"].unique()) == [5, 9]

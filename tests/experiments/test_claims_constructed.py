@@ -10,7 +10,6 @@ import pytest
 
 from infoflow.experiments.claims import (
     ClaimThresholds,
-    Layout,
     claim1,
     claim2,
     claim3,
@@ -23,6 +22,7 @@ from infoflow.experiments.claims import (
     select,
     smooth_dice,
 )
+from infoflow.network import NetworkLayout as Layout
 
 EPOCHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 30, 40, 50, 60, 80, 100]
 H_Y = 5.0

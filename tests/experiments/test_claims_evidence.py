@@ -21,7 +21,6 @@ from infoflow.experiments.claims import (
     PAPER_NUMBERS,
     STATUSES,
     ClaimThresholds,
-    Layout,
     claim1,
     claim2,
     claim3,
@@ -35,6 +34,7 @@ from infoflow.experiments.claims import (
     redundancy_predictions,
     select,
 )
+from infoflow.network import NetworkLayout as Layout
 
 EPOCHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 30, 40, 50, 60, 80, 100]
 H_Y = 5.0

@@ -110,7 +110,7 @@ def test_killed_sweep_resumes_partial_and_keeps_finished(tmp_path):
         kept = before[before["epoch"] <= ckpt].reset_index(drop=True)
         assert after[after["epoch"] <= ckpt].reset_index(drop=True).equals(kept)
         log = (r2 / "run.log").read_text()
-        assert log.count(f"resumed from") == 1 and f"at epoch {ckpt}" in log
+        assert log.count("resumed from") == 1 and f"at epoch {ckpt}" in log
         assert RunDir(r2).is_finished()
         assert not ray_processes(temp)
     finally:

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from infoflow.api import Tracker, in_code_schedule, schedule_predicate
 from infoflow.config import MIConfig
 from infoflow.errors import ConfigError, RunError
-from infoflow.layers import describe_network
+from infoflow.network import describe_network
 from infoflow.runs import RunDir
-from infoflow.tracker import MITracker, ProbeSet, reestimate
-from infoflow.train import code_schedule, dice_per_image
-from infoflow.train import in_code_schedule as train_in_code_schedule
+from infoflow.tracking import MITracker, ProbeSet, code_schedule, reestimate
+from infoflow.tracking import in_code_schedule as tracking_in_code_schedule
+from infoflow.train import dice_per_image
 
 monai_nets = pytest.importorskip("monai.networks.nets")
 
@@ -103,7 +103,7 @@ def test_basicunet_user_loop_writes_a_full_run(dsb_small, tmp_path):
                                   check_dtype=False)
 
     # plots read the merge layers of this network from config.json
-    from infoflow.plots._data import network_from_config
+    from infoflow.models.unet import layout_from_config as network_from_config
 
     assert network_from_config(run.read_config()).present_pairs == tracker.skip_pairs
     from infoflow.plots import make_figures
@@ -139,7 +139,7 @@ def test_schedules():
     assert [e for e in range(1, 30) if schedule_predicate("code", 7)(e)] == list(range(1, 22)) + [26]
     assert [e for e in range(1, 30) if schedule_predicate("code")(e)] == list(range(1, 22)) + [26]
     assert in_code_schedule(301) and not in_code_schedule(300) and not in_code_schedule(0)
-    assert in_code_schedule is train_in_code_schedule  # one definition
+    assert in_code_schedule is tracking_in_code_schedule  # one definition
     assert [e for e in range(1, 11) if schedule_predicate([2, 5])(e)] == [2, 5]
     log = [e for e in range(1, 101) if schedule_predicate("log", 100, log_points=5)(e)]
     assert log[0] == 1 and log[-1] == 100 and len(log) <= 6

@@ -10,7 +10,7 @@ from infoflow.config import MIConfig
 from infoflow.models import build_model
 from infoflow.probe import heap
 from infoflow.runs import RunDir
-from infoflow.tracker import MITracker, ProbeSet
+from infoflow.tracking import MITracker, ProbeSet
 
 
 def _tracker(tmp_path, retain: bool) -> MITracker:

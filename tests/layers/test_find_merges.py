@@ -1,4 +1,4 @@
-"""Automatic merge detection (infoflow.layers.find_merges) against the networks' architectures."""
+"""Automatic merge detection (infoflow.network.find_merges) against the networks' architectures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from infoflow.errors import ProbeError
-from infoflow.layers import describe_network, find_merges, find_probe_layers, merge_layers, skip_pairs
+from infoflow.network import describe_network, find_merges, find_probe_layers, merge_layers, skip_pairs
 from infoflow.models import build_model
 from infoflow.models.unet import MERGE_LAYERS, SKIP_PAIRS
 

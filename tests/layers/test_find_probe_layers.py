@@ -1,4 +1,4 @@
-"""Automatic probe-layer discovery (infoflow.layers.find_probe_layers) on real networks."""
+"""Automatic probe-layer discovery (infoflow.network.find_probe_layers) on real networks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from infoflow.errors import ConfigError, ProbeError
-from infoflow.layers import (
+from infoflow.network import (
     LayerWarning,
     describe_probe_layers,
     find_probe_layers,

@@ -1,11 +1,11 @@
-"""layers.model_device: where a model lives, for the probe, the Tracker and MITracker."""
+"""network.model_device: where a model lives, for the probe, the Tracker and MITracker."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from infoflow.layers import model_device
+from infoflow.network import model_device
 
 
 def test_model_device_from_parameters_buffers_or_cpu() -> None:

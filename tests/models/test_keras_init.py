@@ -126,17 +126,17 @@ def test_unknown_init_is_refused():
 
 
 def test_train_passes_model_init(tmp_path, monkeypatch):
-    import infoflow.models as models
+    import infoflow.train as training
     from infoflow.train import train
 
     seen = []
-    real = models.build_model
+    real = training.build_model
 
     def spy(**kwargs):
         seen.append(kwargs.get("init"))
         return real(**kwargs)
 
-    monkeypatch.setattr(models, "build_model", spy)
+    monkeypatch.setattr(training, "build_model", spy)
     cfg = RunConfig().override(**{"data.size": 16, "data.n_synthetic": 8, "model.width": 2, "model.init": "keras",
                                   "train.epochs": 1, "train.num_threads": 1, "train.n_predictions": 0})
     train(cfg, tmp_path / "run", progress=False, mi=False)

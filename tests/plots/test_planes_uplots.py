@@ -8,8 +8,8 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.patches import Arc
 
 from infoflow.models.unet import MERGE_LAYERS, PROBE_LAYERS
+from infoflow.models.unet import layout_from_config as network_from_config
 from infoflow.plots import information_planes, uplot_epochs, uplots
-from infoflow.plots._data import network_from_config
 
 
 def _plane_axes(fig):
@@ -77,7 +77,7 @@ def test_plane_selection_of_estimator_and_labels(run):
 
 def test_uplot_epochs_follow_the_paper_code():
     from infoflow.plots import CODE_UPLOT_EPOCHS
-    from infoflow.train import code_schedule
+    from infoflow.tracking import code_schedule
 
     # the code's Keras epochs 1, 10, ..., 9900 are 0-based: 2, 11, ..., 9901 in 1-based epochs,
     # all of them logged by the code schedule

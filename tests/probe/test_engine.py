@@ -13,6 +13,7 @@ from torch import nn
 
 from infoflow.errors import ProbeError
 from infoflow.probe import ProbeWarning, capture, plan_groups, probe_layers
+from infoflow.probe.distances import DEFAULT_RTOL
 
 N, BS = 24, 7
 LAYERS = ("enc", "mid", "up", "merge", "out")
@@ -97,13 +98,11 @@ def direct_codes(a: np.ndarray, b: float) -> np.ndarray:
     return np.array([ids.setdefault(row.tobytes(), len(ids)) for row in q], dtype=np.int64)
 
 
-def assert_rel(got: np.ndarray, want: np.ndarray, near: float = 400.0, far_tol: float = 1e-9) -> None:
-    """Pairs below `near` within 1e-9 relative (zeros exact); others within far_tol."""
+def assert_rel(got: np.ndarray, want: np.ndarray, rtol: float = DEFAULT_RTOL) -> None:
+    """Every pair within the distances' relative tolerance (zeros exact)."""
     assert np.array_equal(got == 0, want == 0)
     rel = np.abs(got - want) / np.where(want == 0, 1.0, want)
-    close = want < near
-    assert rel[close].max(initial=0.0) <= 1e-9, rel[close].max()
-    assert rel[~close].max(initial=0.0) <= far_tol, rel[~close].max()
+    assert rel.max(initial=0.0) <= rtol, rel.max()
 
 
 @pytest.mark.parametrize(
@@ -126,12 +125,11 @@ def test_matches_brute_force(net: SkipNet, images: np.ndarray, budget: int, n_gr
     assert res.names == list(LAYERS) and res.dims == [DIMS[n] for n in LAYERS]
     assert res.dist.shape == (5, N, N) and res.dist.dtype == np.float64
     ref = reference_acts(net, images)
-    far_tol = 1e-9 if near == 400.0 else 1e-5  # default near: every pair here is below it
     for li, name in enumerate(LAYERS):
-        assert_rel(res.dist[li], exact(ref[name]), near, far_tol)
+        assert_rel(res.dist[li], exact(ref[name]))
         for b in bins:
             np.testing.assert_array_equal(res.codes[b][li], direct_codes(ref[name], b))
-    assert_rel(res.dist_input, exact(images), near, far_tol)
+    assert_rel(res.dist_input, exact(images))
     assert res.dist[:, 2, 5].max() == 0 and res.dist[0, 2, 9] > 0
     assert all(res.codes[b].dtype == np.int64 and res.codes[b].shape == (5, N) for b in bins)
     assert (res.codes[1e3][LAYERS.index("out")] == 0).all()  # sigmoid in (0, 1): one bin, one symbol

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from infoflow.models import build_model
-from infoflow.train import GradStats, layer_kernels
+from infoflow.tracking import GradStats, layer_kernels
 
 
 def _model():

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from infoflow.config import RunConfig
 from infoflow.runs import RunDir
-from infoflow.train import load_checkpoint, train
+from infoflow.train import train
 
 TINY = {"name": "tiny", "data.source": "synthetic", "data.size": 32, "data.n_synthetic": 48, "model.width": 4,
         "train.epochs": 8, "train.batch_size": 8, "train.schedule": "code", "train.optimizer": "adam",

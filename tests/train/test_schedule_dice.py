@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from infoflow.errors import ConfigError
-from infoflow.train import code_schedule, dice_per_image, log_schedule, logged_epochs
+from infoflow.tracking import code_schedule, log_schedule, logged_epochs
+from infoflow.train import dice_per_image
 
 
 def _original_logged_epochs(epochs: int) -> list[int]:

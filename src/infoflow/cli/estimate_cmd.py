@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from ..config import RunConfig, apply_mi_preset
+from ..config import apply_mi_preset
 from ..errors import ConfigError
 from ..runs import RunDir
 from . import app
@@ -58,72 +58,71 @@ def estimate_command(
     """Recompute MI from a run's stored distance matrices with any settings, without the network."""
     import time
 
-    from ..runs import atomic_path
-    from ..tracker import estimates_path, reestimate
+    from ..tracking import estimates_path, reestimate
 
     run = RunDir.open(run_dir)
-    cfg = RunConfig.from_dict(run.read_config())
-    mi = cfg.mi if preset is None else apply_mi_preset(cfg.mi, preset)
-    changes: dict = {}
-    if noise_var is not None:
-        changes["noise_var"] = floats(noise_var, "--noise-var")
-    if labels is not None:
-        changes["labels"] = tuple(x.strip() for x in labels.split(",") if x.strip())
-    for key, value in (("kmeans_k", k), ("kmeans_seed", kmeans_seed), ("coarse_grid", grid),
-                       ("coarse_threshold", threshold), ("renyi_alpha", alpha), ("y_from", y_from)):
-        if value is not None:
-            changes[key] = value
-    if estimators is not None:
-        est = tuple(x.strip() for x in estimators.split(",") if x.strip())
-        bad = set(est) - {"kde", "bin", "renyi"}
-        if bad:
-            raise ConfigError(f"--estimators takes kde, bin, renyi; got {', '.join(sorted(bad))}")
-        changes["estimators"] = est
-    if width is not None:
-        from ..estimators.widths import parse_widths
+    with run.lock("re-estimates"):
+        cfg = run.config()
+        mi = cfg.mi if preset is None else apply_mi_preset(cfg.mi, preset)
+        changes: dict = {}
+        if noise_var is not None:
+            changes["noise_var"] = floats(noise_var, "--noise-var")
+        if labels is not None:
+            changes["labels"] = tuple(x.strip() for x in labels.split(",") if x.strip())
+        for key, value in (("kmeans_k", k), ("kmeans_seed", kmeans_seed), ("coarse_grid", grid),
+                           ("coarse_threshold", threshold), ("renyi_alpha", alpha), ("y_from", y_from)):
+            if value is not None:
+                changes[key] = value
+        if estimators is not None:
+            est = tuple(x.strip() for x in estimators.split(",") if x.strip())
+            bad = set(est) - {"kde", "bin", "renyi"}
+            if bad:
+                raise ConfigError(f"--estimators takes kde, bin, renyi; got {', '.join(sorted(bad))}")
+            changes["estimators"] = est
+        if width is not None:
+            from ..estimators.widths import parse_widths
 
-        changes["widths"] = tuple(w.spec() for w in parse_widths(width))
-    mi = dataclasses.replace(mi, **changes)
-    epoch_list = None
-    if epochs is not None:
-        try:
-            epoch_list = [int(e) for e in epochs.split(",") if e.strip()]
-        except ValueError:
-            raise ConfigError(f"--epochs takes comma-separated integers, got {epochs!r}") from None
-    subset = None
-    if probe_subset is not None:
-        if probe_subset.strip().isdigit():
-            n = len(run.load_probe())
-            size = int(probe_subset)
-            if not 2 <= size <= n:
-                raise ConfigError(f"--probe-subset must be between 2 and the probe set size {n}, got {size}")
-            subset = np.sort(np.random.default_rng(subset_seed).choice(n, size=size, replace=False))
-        else:
-            mi = dataclasses.replace(mi, subset=None if probe_subset == "all" else probe_subset)
-            run.load_probe().subset(mi.subset)  # a clear error before any work
-    t0 = time.perf_counter()
-    table = reestimate(run, mi, epochs=epoch_list, subset=subset, progress=not quiet)
-    seconds = time.perf_counter() - t0
-    if out is None:
-        out = estimates_path(run, mi, probe_subset=probe_subset)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
-    n_ceiling = int((table["at_ceiling"] & (table["quantity"] == "I_XM")).sum())
-    n_ixm = int((table["quantity"] == "I_XM").sum())
-    typer.echo(f"{len(table)} estimates for {table['epoch'].nunique()} epochs in {seconds:.1f} s -> {out}")
-    if n_ceiling:
-        typer.secho(f"warning: {n_ceiling} of {n_ixm} I(X;M) estimates sit at their ceiling log2 N: "
-                    "they measure the activations' scale against the kernel width, not the network",
-                    fg=typer.colors.YELLOW, err=True)
-    run.log(f"estimate: wrote {out} ({len(table)} rows, noise_var {mi.noise_var}, labels {mi.labels})")
-    if tuple(mi.widths) != ("fixed",):
-        _write_widths(run, mi, epoch_list, out)
-    if uncertainty:
-        _write_uncertainty(run, mi, epoch_list, out, estimators=unc_estimators, repeats=repeats,
-                           permutations=permutations, fractions=fractions, level=level, layers=unc_layers,
-                           seed=unc_seed, quiet=quiet)
-    if robustness:
-        _write_robustness(run, table, out, claims_runs)
+            changes["widths"] = tuple(w.spec() for w in parse_widths(width))
+        mi = dataclasses.replace(mi, **changes)
+        epoch_list = None
+        if epochs is not None:
+            try:
+                epoch_list = [int(e) for e in epochs.split(",") if e.strip()]
+            except ValueError:
+                raise ConfigError(f"--epochs takes comma-separated integers, got {epochs!r}") from None
+        subset = None
+        if probe_subset is not None:
+            if probe_subset.strip().isdigit():
+                n = len(run.load_probe())
+                size = int(probe_subset)
+                if not 2 <= size <= n:
+                    raise ConfigError(f"--probe-subset must be between 2 and the probe set size {n}, got {size}")
+                subset = np.sort(np.random.default_rng(subset_seed).choice(n, size=size, replace=False))
+            else:
+                mi = dataclasses.replace(mi, subset=None if probe_subset == "all" else probe_subset)
+                run.load_probe().subset(mi.subset)  # a clear error before any work
+        t0 = time.perf_counter()
+        table = reestimate(run, mi, epochs=epoch_list, subset=subset, progress=not quiet)
+        seconds = time.perf_counter() - t0
+        if out is None:
+            out = estimates_path(run, mi, probe_subset=probe_subset)
+        run.write_table(out, table)
+        n_ceiling = int((table["at_ceiling"] & (table["quantity"] == "I_XM")).sum())
+        n_ixm = int((table["quantity"] == "I_XM").sum())
+        typer.echo(f"{len(table)} estimates for {table['epoch'].nunique()} epochs in {seconds:.1f} s -> {out}")
+        if n_ceiling:
+            typer.secho(f"warning: {n_ceiling} of {n_ixm} I(X;M) estimates sit at their ceiling log2 N: "
+                        "they measure the activations' scale against the kernel width, not the network",
+                        fg=typer.colors.YELLOW, err=True)
+        run.log(f"estimate: wrote {out} ({len(table)} rows, noise_var {mi.noise_var}, labels {mi.labels})")
+        if tuple(mi.widths) != ("fixed",):
+            _write_widths(run, mi, epoch_list, out)
+        if uncertainty:
+            _write_uncertainty(run, mi, epoch_list, out, estimators=unc_estimators, repeats=repeats,
+                               permutations=permutations, fractions=fractions, level=level, layers=unc_layers,
+                               seed=unc_seed, quiet=quiet)
+        if robustness:
+            _write_robustness(run, table, out, claims_runs)
 
 
 def _write_widths(run: RunDir, mi, epochs, out: Path) -> None:
@@ -131,16 +130,13 @@ def _write_widths(run: RunDir, mi, epochs, out: Path) -> None:
     import pandas as pd
 
     from ..estimators.widths import resolved_widths
-    from ..runs import atomic_path
-    from ..uncertainty import sibling_path
+    from ..runs import sibling_path
 
     frames = []
     for e in (epochs if epochs is not None else run.matrix_epochs()):
         m = run.load_matrices(e)
         frames.append(resolved_widths(m.dist, names=m.names, widths=mi.widths, noise_vars=mi.noise_var, epoch=e))
-    target = sibling_path(out, "widths")
-    with atomic_path(target) as tmp:
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    target = run.write_table(sibling_path(out, "widths"), pd.concat(frames, ignore_index=True))
     typer.echo(f"kernel widths per epoch and layer -> {target}")
 
 
@@ -173,8 +169,7 @@ def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, r
 
 def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str]) -> None:
     from ..robustness import claims_by_setting, claims_evaluator, summarize_robustness
-    from ..runs import atomic_path
-    from ..uncertainty import sibling_path
+    from ..runs import sibling_path
 
     runs = None if not claims_runs else [RunDir.open(p.strip()) for p in claims_runs.split(",") if p.strip()]
     kwargs = {}
@@ -185,8 +180,7 @@ def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str])
     verdicts = claims_by_setting(table, claims_evaluator(runs, **kwargs), estimator="kde_upper")
     summary = summarize_robustness(verdicts)
     for frame, suffix in ((verdicts, "robustness"), (summary, "robustness-summary")):
-        with atomic_path(sibling_path(out, suffix)) as tmp:
-            frame.to_csv(tmp, index=False)
+        run.write_table(sibling_path(out, suffix), frame)
     for sentence in summary["statement"]:
         typer.echo(sentence)
     run.log(f"estimate: claim robustness -> {sibling_path(out, 'robustness')}")

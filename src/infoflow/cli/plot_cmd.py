@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -60,9 +61,12 @@ def plot_command(
     """Write every figure of a run (information planes, U-Plots, MI and Dice curves, masks) into RUN/figures."""
     from ..plots import plot_run
 
+    if dpi < 1:
+        raise ConfigError(f"--dpi must be a positive number of dots per inch, got {dpi}")
     r = RunDir.open(run)
-    paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
-                              labels=labels, uplot_epochs=_epochs(epochs), only=_only(only))
+    with r.lock("plots"):
+        paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
+                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only))
     folder = paths[0].parent if paths else (out or r.figures_dir)
     typer.echo(f"{len(paths)} figure files written to {folder}")
     for stem, why in skipped.items():
@@ -97,10 +101,13 @@ def report_command(
     rs = [RunDir.open(r) for r in runs]
     uncs = _per_run_paths(uncertainty, len(rs), "--uncertainty")
     robs = _per_run_paths(robustness, len(rs), "--robustness")
-    if quality:
-        uncs = [u if u is not None else _ensure_quality(r) for r, u in zip(rs, uncs)]
-    path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels, only=_only(only),
-                        uncertainty=uncs, robustness=robs)
+    with contextlib.ExitStack() as locks:  # the report (and --quality's tables) are written into the runs
+        for r in rs:
+            locks.enter_context(r.lock("reports on"))
+        if quality:
+            uncs = [u if u is not None else _ensure_quality(r) for r, u in zip(rs, uncs)]
+        path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels,
+                            only=_only(only), uncertainty=uncs, robustness=robs)
     typer.echo(f"report written to {path}")
 
 
@@ -119,18 +126,30 @@ def _per_run_paths(paths: Optional[list[Path]], n: int, option: str) -> list[Opt
 def _ensure_quality(run: RunDir) -> Optional[Path]:
     """The run's newest uncertainty table, or a new cheap one (``--quality``); None when the run
     has no stored matrices to compute one from."""
+    import dataclasses
     import time
 
-    from ..report.quality import compute_quality, find_uncertainty
+    from ..estimators.widths import parse_widths
+    from ..report.quality import (QUALITY_ESTIMATOR, QUALITY_PERMUTATIONS, QUALITY_REPEATS, QUALITY_WIDTHS,
+                                  find_uncertainty)
+    from ..tracking import estimates_path
+    from ..uncertainty import write_uncertainty
 
     found = find_uncertainty(run)
     if found is not None:
         return found
-    if not run.matrix_epochs():
+    stored = run.matrix_epochs()
+    if not stored:
         typer.echo(f"  --quality: {run.path} has no stored distance matrices; no uncertainty table")
         return None
     t0 = time.perf_counter()
-    path = compute_quality(run)
+    # what `infoflow estimate RUN --width <QUALITY_WIDTHS> --uncertainty --epochs <last>` writes
+    mi = run.config().mi
+    mi = dataclasses.replace(mi, widths=tuple(w.spec() for w in parse_widths(list(QUALITY_WIDTHS))))
+    summary, _, path, _ = write_uncertainty(run, estimates_path(run, mi), mi, estimators=QUALITY_ESTIMATOR,
+                                            epochs=[stored[-1]], repeats=QUALITY_REPEATS,
+                                            permutations=QUALITY_PERMUTATIONS)
+    run.log(f"report --quality: uncertainty of epoch {stored[-1]} -> {path} ({len(summary)} rows)")
     typer.echo(f"uncertainty table of {run.path} in {time.perf_counter() - t0:.1f} s -> {path}")
     return path
 

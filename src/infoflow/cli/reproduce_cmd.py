@@ -73,7 +73,8 @@ def reproduce_command(
         typer.echo(f"report:  {res.report}  (open it in a browser)")
     for p in res.problems:
         typer.secho(f"problem: {p}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"{len(res.sweep.ok)} of {len(res.specs)} runs finished, {len(res.sweep.failed)} failed; "
+    busy = f", {len(res.sweep.busy)} being trained elsewhere" if res.sweep.busy else ""
+    typer.echo(f"{len(res.sweep.ok)} of {len(res.specs)} runs finished, {len(res.sweep.failed)} failed{busy}; "
                f"{res.seconds:.0f} s")
     if res.sweep.failed:
         raise typer.Exit(1)

@@ -38,13 +38,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def floats(text: str, option: str) -> tuple[float, ...]:
+    """Comma-separated numbers (their range is checked where the setting is: infoflow.config)."""
     try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
+        return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
-    if not vals or any(v <= 0 for v in vals):
-        raise ConfigError(f"{option} takes positive numbers, got {text!r}")
-    return vals
 
 
 def build_config(*, base: RunConfig | None = None, data: str | None = None, test_data: str | None = None,
@@ -84,7 +82,7 @@ def build_config(*, base: RunConfig | None = None, data: str | None = None, test
 
 @app.command("train")
 def train_command(
-    data: str = typer.Option("synthetic", "--data", help="'synthetic', a DSB 2018 folder or zip, or a folder holding stage1_train.zip and stage1_test.zip"),
+    data: Optional[str] = typer.Option(None, "--data", help="'synthetic' (the default), a DSB 2018 folder or zip, or a folder holding stage1_train.zip and stage1_test.zip"),
     test_data: Optional[str] = typer.Option(None, "--test-data", help="test split folder/zip (default: stage1_test.zip beside, or a seeded split)"),
     model: Optional[int] = typer.Option(None, "--model", "-m", help="the paper's Model 1-4 (default 1)"),
     skips: Optional[str] = typer.Option(None, "--skips", help="skip mask for 1->20,3->17,5->14,7->11, e.g. 1,1,0,1"),
@@ -110,12 +108,24 @@ def train_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="resume the run in this directory from its last checkpoint"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
-    """Train a U-Net and record MI of every layer at logged epochs into a run directory."""
+    """Train a U-Net and record MI of every layer at logged epochs into a run directory.
+
+    Settings come from the defaults, then --config, then the options given (an option not
+    given never overrides the config file)."""
     from ..train import train
 
     if resume is not None:
+        given = {"--data": data, "--test-data": test_data, "--model": model, "--skips": skips, "--size": size,
+                 "--width": width, "--optimizer": optimizer, "--lr": lr, "--batch": batch, "--schedule": schedule,
+                 "--seed": seed, "--device": device, "--limit": limit, "--mi/--no-mi": mi, "--preset": preset,
+                 "--noise-var": noise_var, "--bin-size": bin_size, "--probe": probe, "--config": config,
+                 "--set": sets or None, "--out": out}
+        refused = [k for k, v in given.items() if v is not None]
+        if refused:
+            raise ConfigError(f"--resume continues {resume} with its own settings; {', '.join(refused)} would "
+                              "change them (only --epochs may be given, to extend the run)")
         with _tb(tensorboard, resume) as extra:
-            run = train(RunConfig(), resume, resume=True, progress=not quiet, **extra)
+            run = train(None, resume, resume=True, epochs=epochs, progress=not quiet, **extra)
         typer.echo(f"run finished: {run.path}")
         return
     base = None

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import DataError
 from .arrays import SegArrays, graded_from_numerators, graded_numerators
-from .dsb import DEFAULT_MAX_PIXELS, check_rule, read_dsb
+from .dsb import DEFAULT_MAX_PIXELS, check_rule, layout_files, read_dsb
 
 FORMAT_VERSION = 2  # 2: graded masks and the mask size
 ENV_VAR = "INFOFLOW_CACHE"
@@ -48,7 +48,9 @@ def cache_dir(configured: str | os.PathLike | None = None) -> Path:
 
 
 def source_digest(path: str | os.PathLike) -> str:
-    """sha256 of a source's content: a file's bytes; a folder's sorted relative paths and bytes."""
+    """sha256 of a source's content: a zip's bytes; for a folder, the relative paths and bytes of
+    the files its DSB layout uses (:func:`~infoflow.data.dsb.layout_files`: each sample's image
+    and masks; hidden files, FIFOs, devices and anything else in the folder are never read)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
@@ -56,16 +58,10 @@ def source_digest(path: str | os.PathLike) -> str:
     try:
         if p.is_dir():
             h.update(b"folder\0")
-            files: list[tuple[str, Path]] = []
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames.sort()
-                for f in filenames:
-                    fp = Path(dirpath) / f
-                    files.append((fp.relative_to(p).as_posix(), fp))
-            for rel, fp in sorted(files):
+            for rel in layout_files(p):
                 h.update(rel.encode("utf-8") + b"\0")
                 fh = hashlib.sha256()
-                with open(fp, "rb") as f:
+                with open(p / rel, "rb") as f:
                     for chunk in iter(lambda: f.read(_CHUNK), b""):
                         fh.update(chunk)
                 h.update(fh.digest())

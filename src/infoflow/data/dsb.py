@@ -48,6 +48,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import struct
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,10 @@ from .arrays import SegArrays, graded_from_numerators
 
 MASK_RULES = ("code", "linear")
 DEFAULT_MAX_PIXELS = 40_000_000
+#: A member (or file) larger than this is not a PNG of the layout (the largest DSB 2018 PNG: 0.9 MB).
+MAX_FILE_BYTES = 64 << 20
+#: A zip member larger than 1 MiB that expands more than this (DSB 2018 zips: at most 11.5) is a zip bomb.
+MAX_ZIP_RATIO = 100
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IGNORED_TOP = {"__MACOSX"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -102,6 +107,7 @@ class _ZipSource(_Source):
             name = info.filename
             _check_member_name(path, name)
             if not info.is_dir():
+                _check_member_size(path, info)
                 names.append(name)
         self._names = names
 
@@ -135,6 +141,8 @@ class _DirSource(_Source):
             if depth + 1 >= self.MAX_DEPTH:
                 dirnames[:] = []
             for f in filenames:
+                if f.startswith(".") or not _regular_file(os.path.join(dirpath, f)):
+                    continue  # hidden files, FIFOs, devices, sockets, dangling links: never read
                 rel = f if rel_dir == "." else f"{rel_dir}/{f}"
                 names.append(rel.replace(os.sep, "/"))
         self._names = names
@@ -145,12 +153,38 @@ class _DirSource(_Source):
     def read(self, rel: str) -> bytes:
         p = self.path / rel
         try:
-            return p.read_bytes()
+            size = p.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise DataError(f"{p}: {size:,} bytes, more than {MAX_FILE_BYTES:,}: not a PNG of the DSB layout")
+            with open(p, "rb") as fh:
+                return fh.read(MAX_FILE_BYTES + 1)
         except OSError as e:
             raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
 
+
     def where(self, rel: str) -> str:
         return str(self.path / rel)
+
+
+def _regular_file(path: str) -> bool:
+    """A regular file, or a link to one (``os.stat`` follows links; a FIFO or /dev/zero is not)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _check_member_size(zpath: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse a member by what its header declares, before a byte of it is inflated: too large,
+    or expanding far more than a PNG can (a zip bomb). Inflating never yields more than the
+    declared size (zipfile stops there), so the check bounds what a member can cost."""
+    size, packed = int(info.file_size), max(int(info.compress_size), 1)
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{zpath}: member {info.filename!r} declares {size:,} bytes (more than {MAX_FILE_BYTES:,}: "
+                        "not a PNG of the DSB layout); refusing the zip")
+    if size > (1 << 20) and size / packed > MAX_ZIP_RATIO:
+        raise DataError(f"{zpath}: member {info.filename!r} expands {size / packed:,.0f}-fold ({packed:,} -> "
+                        f"{size:,} bytes): a zip bomb, not a PNG; refusing the zip")
 
 
 def _check_member_name(zpath: Path, name: str) -> None:
@@ -247,6 +281,16 @@ def _layout_prefix(files: Sequence[str]) -> list[str] | None:
     if len(tops) == 1 and has_layout(1):
         return [next(iter(tops))]
     return None
+
+
+def layout_files(path: str | os.PathLike) -> list[str]:
+    """The files of a DSB folder or zip that the layout uses (each sample's image and masks),
+    sorted: what identifies the data (the cache's source hash of a folder reads only these)."""
+    src = _open_source(path)
+    try:
+        return sorted(f for s in _scan(src) for f in (s.image, *s.masks))
+    finally:
+        src.close()
 
 
 def list_ids(path: str | os.PathLike) -> list[str]:

@@ -1,16 +1,24 @@
 """MI estimators: pure functions on distance matrices, symbol codes and labels (bits, float64).
 
+* :mod:`.base` -- the one interface: a *prepared* estimator of one layer (:class:`Prepared`),
+  labellings (:class:`Labels`, :class:`LabelGroup`), the seeded label permutations.
+* :mod:`.registry` -- the estimators by name: :func:`prepare`, :data:`REGISTRY`, setting strings.
 * :mod:`.kde` -- Kolchinsky & Tracey KDE bounds (Saxe et al. 2018): :func:`kde_mi`.
-* :mod:`.binning` -- binning estimator: :func:`bin_codes`, :class:`BinCoder`, :func:`binning_mi`.
+* :mod:`.binning` -- binning estimator: :func:`bin_index` (the one binned symbol),
+  :func:`bin_codes`, :func:`binning_mi`.
 * :mod:`.renyi` -- matrix-based Renyi alpha-entropy (Giraldo et al. 2015): :func:`renyi_mi`.
 * :mod:`.labels` -- output classes Y: :func:`coarsen_labels`, :func:`kmeans_labels`.
 * :mod:`.table` -- the tidy table shared by the tracker and re-estimation: :func:`estimate_layers`.
 """
 
-from .binning import BinCoder, BinResult, bin_codes, binning_mi
-from .kde import KDEResult, kde_mi
+from .base import LabelGroup, Labels, Prepared, label_permutations
+from .binning import BinPrepared, BinResult, bin_codes, bin_index, binning_mi, symbol_digests
+from .kde import KDEPrepared, KDEResult, kde_mi
 from .labels import class_counts, coarsen_labels, entropy_bits, kmeans_labels
+from .registry import REGISTRY, expand_estimators, prepare
 from .renyi import (
+    RenyiInput,
+    RenyiPrepared,
     RenyiResult,
     gaussian_gram,
     renyi_entropy,
@@ -28,15 +36,19 @@ from .table import (
     empty_frame,
     estimate_layers,
     kde_setting,
+    normalize_table,
     parse_setting,
     renyi_setting,
 )
 
 __all__ = [
-    "BinCoder", "BinResult", "bin_codes", "binning_mi",
-    "KDEResult", "kde_mi",
+    "LabelGroup", "Labels", "Prepared", "label_permutations",
+    "REGISTRY", "expand_estimators", "prepare",
+    "BinPrepared", "BinResult", "bin_codes", "bin_index", "binning_mi", "symbol_digests",
+    "KDEPrepared", "KDEResult", "kde_mi",
     "class_counts", "coarsen_labels", "entropy_bits", "kmeans_labels",
-    "RenyiResult", "gaussian_gram", "renyi_entropy", "renyi_joint_entropy", "renyi_label_entropy", "renyi_mi",
+    "RenyiInput", "RenyiPrepared", "RenyiResult", "gaussian_gram", "renyi_entropy", "renyi_joint_entropy",
+    "renyi_label_entropy", "renyi_mi",
     "COLUMNS", "ESTIMATORS", "NO_LABELS", "QUANTITIES", "MITable", "bin_setting", "empty_frame",
-    "estimate_layers", "kde_setting", "parse_setting", "renyi_setting",
+    "estimate_layers", "kde_setting", "normalize_table", "parse_setting", "renyi_setting",
 ]  # fmt: skip

@@ -20,6 +20,15 @@ expression with ``2 s2`` replaced by ``8 s2`` inside the exponent; ``H(M|X)`` ke
 reported in bits. The D-dependent constants cancel in both MI values, which are computed
 directly (not as differences of large entropies) so no digits are lost at D = 262,144.
 
+Numerical form (one ``exp`` of the matrix for I(X;M) and every labelling): with
+``a_ij = -d_ij / (2 var)``, each row's ``logsumexp_j a_ij = m_i + log1p(sum_{j != k_i}
+exp(a_ij - m_i))``, ``m_i`` the row's maximum and ``k_i`` where it lies (what scipy's logsumexp
+computes). For a distance matrix (zero diagonal, entries >= 0) ``m_i = 0`` at ``k_i = i``, the
+sample's own term, which every same-class sum contains too; so ``E = exp(a)`` with a zeroed
+diagonal gives the all-sample sums (row sums) and the same-class sums (sums over the same-class
+pairs only) of any labelling. Rows whose maximum is not their own diagonal term (a matrix with
+a nonzero diagonal) take their same-class logsumexp from the row itself.
+
 Bounds: ``0 <= I(X;M) <= log2 N`` and ``0 <= I(Y;M) <= H(Y)`` (plug-in H(Y) of the labels);
 ``I_lo(X;M) <= I_up(X;M)`` and ``H_lo(M) <= H_up(M)``. (``I(Y;M)`` of the two bounds is a
 difference of two bounds and is not ordered in general.)
@@ -34,9 +43,10 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..errors import InfoflowError
-from ._util import LN2, as_dist, as_labels, positive
+from ._util import LN2, as_dist, positive
+from .base import LabelGroup, Labels, Prepared, Row, near_ceiling
 
-__all__ = ["KDEResult", "kde_mi", "BOUNDS"]
+__all__ = ["KDEResult", "KDEPrepared", "kde_mi", "BOUNDS"]
 
 BOUNDS = ("upper", "lower")
 
@@ -55,30 +65,133 @@ class KDEResult(NamedTuple):
     h_m_given_y: float  # H(M|Y)
 
 
-def _row_terms(neg_scaled: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """logsumexp over each row of ``neg_scaled`` (entries outside ``mask`` excluded)."""
-    if mask is None:
-        return logsumexp(neg_scaled, axis=1)
-    return logsumexp(np.where(mask, neg_scaled, -np.inf), axis=1)
+_BLAS: list[Any] = []
 
 
-def _mixture_terms(neg: np.ndarray, same: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Row logsumexps of ``neg`` (all j, and j of the row's class where ``same`` is given).
+def _one_blas_thread() -> Any:
+    """BLAS limited to one thread: the large classes' matrix product is then the same to the bit
+    whatever the thread settings (the online table and ``infoflow estimate`` agree), and it does
+    not stall when the cores are busy."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
 
-    With a zero diagonal (distances of a sample to itself; ``neg <= 0``) each row's largest term
-    is its own, ``exp(0) = 1``, so ``logsumexp_j = log1p(sum_{j != i} exp(neg_ij))`` (what scipy's
-    logsumexp computes after its max shift) from one ``exp`` shared by both sums; otherwise
-    scipy's logsumexp.
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+def _check_dim(dim: Any) -> int:
+    dim_i = int(dim)
+    if dim_i <= 0 or dim_i != dim:
+        raise InfoflowError(f"dim must be a positive integer (activation values per sample), got {dim!r}")
+    return dim_i
+
+
+class KDEPrepared(Prepared):
+    """A KDE bound of one layer prepared from its squared distances (see the module docstring).
+
+    Parameters
+    ----------
+    dist:
+        ``(N, N)`` float64 squared distances, already checked (:func:`~._util.as_dist`); not
+        modified.
+    noise_var:
+        ``s2`` of the Gaussian kernel.
+    dim:
+        ``D``, activation values per sample (only the entropies use it).
+    bound:
+        ``"upper"`` or ``"lower"``.
+
+    The constructor computes ``E`` (one ``exp``) and keeps it: ``N^2`` float64. I(Y;M) of a
+    labelling then sums ``E`` over its same-class pairs only.
     """
-    if not np.all(np.diagonal(neg) == 0.0):
-        return _row_terms(neg), None if same is None else _row_terms(neg, same)
-    e = np.exp(neg)
-    np.fill_diagonal(e, 0.0)
-    t = np.log1p(e.sum(axis=1))
-    if same is None:
-        return t, None
-    np.multiply(e, same, out=e)
-    return t, np.log1p(e.sum(axis=1))
+
+    label_quantities = ("I_YM", "H_M_given_Y")
+
+    def __init__(self, dist: np.ndarray, *, noise_var: float, dim: int, bound: str = "upper") -> None:
+        if bound not in BOUNDS:
+            raise InfoflowError(f"bound must be one of {BOUNDS}, got {bound!r}")
+        s2 = positive(noise_var, "noise_var")
+        dim_i = _check_dim(dim)
+        self.estimator = "kde_" + bound
+        self.bound = bound
+        self.kernel_var = s2
+        self.dim = dim_i
+        n = self.n = int(dist.shape[0])
+        var = s2 if bound == "upper" else 4.0 * s2
+        e = np.multiply(dist, -1.0 / (2.0 * var))  # a_ij = -d_ij / (2 var)
+        diag = np.diagonal(e)
+        self._special = np.zeros(0, dtype=np.intp)
+        self._special_rows: np.ndarray | None = None
+        if not diag.any():  # a distance matrix: each row's maximum is its own 0
+            self._shift: np.ndarray | None = None
+            np.exp(e, out=e)
+            np.fill_diagonal(e, 0.0)
+            t = np.log1p(e.sum(axis=1))
+        else:
+            m = e.max(axis=1)
+            own = diag == m
+            k = np.where(own, np.arange(n), e.argmax(axis=1))
+            self._special = np.flatnonzero(~own)
+            self._special_rows = e[self._special].copy()  # a_ij of the rows whose maximum is elsewhere
+            self._shift = m
+            e -= m[:, None]
+            np.exp(e, out=e)
+            e[np.arange(n), k] = 0.0
+            t = np.log1p(e.sum(axis=1)) + m
+        self._e = e
+        self._t = t - math.log(n)  # t_i = logsumexp_j a_ij - log N (nats)
+        i_xm = -float(np.mean(self._t))
+        # H(M) = D/2 + (D/2) log(2 pi s2) + I(X;M)  (the 4 s2 of the lower bound cancels with (D/2) log(1/4))
+        self._const = 0.5 * dim_i * math.log(2.0 * math.pi * s2)
+        self.i_xm = i_xm / LN2
+        self.h_m = (0.5 * dim_i + self._const + i_xm) / LN2
+        self.h_m_given_x = 0.5 * dim_i * (math.log(2.0 * math.pi * s2) + 1.0) / LN2
+
+    def label_free(self) -> tuple[Row, ...]:
+        nan = math.nan
+        log2n = math.log2(self.n)
+        return (Row("H_M", self.h_m, nan, False), Row("H_M_given_X", self.h_m_given_x, nan, False),
+                Row("I_XM", self.i_xm, log2n, near_ceiling(self.i_xm, log2n)))
+
+    def _class_terms(self, group: LabelGroup) -> np.ndarray:
+        """``tc[s, r] = logsumexp_{j in class of r} a_rj - log N_c`` (nats) of sample ``r`` under
+        labelling ``s``: small classes from the listed pairs (one gather), large ones from one
+        matrix product."""
+        n = self.n
+        tc = np.empty(len(group) * n)
+        if group.flat.size:
+            own = np.add.reduceat(self._e.ravel().take(group.flat), group.start)
+            np.log1p(own, out=own)
+            own -= group.sparse_log_count
+            tc[group.sparse_dst] = own
+        if group.dense_src.size:
+            with _one_blas_thread():
+                prod = self._e @ group.dense
+            own = prod.ravel().take(group.dense_src)
+            np.log1p(own, out=own)
+            own -= group.dense_log_count
+            tc[group.dense_dst] = own
+        tc = tc.reshape(len(group), n)
+        if self._shift is not None:
+            tc += self._shift
+        if self._special.size:  # rows whose maximum is not their own term: their row's logsumexp
+            assert self._special_rows is not None
+            for s, lab in enumerate(group.sets):
+                for k, r in enumerate(self._special):
+                    same = lab.y == lab.y[r]
+                    tc[s, r] = logsumexp(self._special_rows[k][same]) - math.log(int(same.sum()))
+        return tc
+
+    def label_values(self, group: LabelGroup) -> dict[str, np.ndarray]:
+        tc = self._class_terms(group)
+        # sum_c p_c mean_{i in c} (.) = (1/N) sum_i (.)  (row means: numpy's pairwise sum of each row,
+        # the same bits as the mean of that row alone)
+        i_ym = np.mean(tc - self._t, axis=1) / LN2
+        h_m_given_y = (0.5 * self.dim + self._const - np.mean(tc, axis=1)) / LN2
+        return {"I_YM": i_ym, "H_M_given_Y": h_m_given_y}
+
+    def ceiling_y(self, lab: Labels) -> float:
+        return lab.h_y
 
 
 def kde_mi(
@@ -113,45 +226,14 @@ def kde_mi(
         ``(i_xm, i_ym, h_m, h_m_given_x, h_m_given_y)`` in bits.
     """
     d = as_dist(dist)
-    n = d.shape[0]
-    s2 = positive(noise_var, "noise_var")
+    positive(noise_var, "noise_var")
     if bound not in BOUNDS:
         raise InfoflowError(f"bound must be one of {BOUNDS}, got {bound!r}")
-    dim_i = int(dim)
-    if dim_i <= 0 or dim_i != dim:
-        raise InfoflowError(f"dim must be a positive integer (activation values per sample), got {dim!r}")
-
-    var = s2 if bound == "upper" else 4.0 * s2
-    neg = d * (-1.0 / (2.0 * var))  # -d_ij / (2 var)
-
-    # Mean log mixture density of the samples, up to the Gaussian normalisation (nats):
-    #   t_i = logsumexp_j(-d_ij / (2 var)) - log N,   I(X;M) = -mean(t_i)
-    y = None if labels is None else as_labels(labels, n)
-    same = None if y is None else y[:, None] == y[None, :]
-    t, tc = _mixture_terms(neg, same)
-    t = t - math.log(n)
-    i_xm = -float(np.mean(t))
-
-    # H(M) = D/2 + (D/2) log(2 pi s2) + I(X;M)  (the 4 s2 of the lower bound cancels with (D/2) log(1/4))
-    const = 0.5 * dim_i * math.log(2.0 * math.pi * s2)
-    h_m = 0.5 * dim_i + const + i_xm
-    h_m_given_x = 0.5 * dim_i * (math.log(2.0 * math.pi * s2) + 1.0)
-
-    if y is None or tc is None:
-        i_ym = math.nan
-        h_m_given_y = math.nan
-    else:
-        counts = np.bincount(y)
-        # Same-class mixture for each sample: t^c_i = logsumexp_{j in c(i)} - log N_c(i)
-        tc = tc - np.log(counts[y].astype(np.float64))
-        # sum_c p_c mean_{i in c} (.) = (1/N) sum_i (.)
-        i_ym = float(np.mean(tc - t))
-        h_m_given_y = 0.5 * dim_i + const - float(np.mean(tc))
-
-    return KDEResult(
-        i_xm=i_xm / LN2,
-        i_ym=i_ym / LN2,
-        h_m=h_m / LN2,
-        h_m_given_x=h_m_given_x / LN2,
-        h_m_given_y=h_m_given_y / LN2,
-    )
+    _check_dim(dim)
+    lab = None if labels is None else Labels.of(labels, d.shape[0])
+    p = KDEPrepared(d, noise_var=noise_var, dim=dim, bound=bound)
+    i_ym = h_m_given_y = math.nan
+    if lab is not None:
+        v = p.label_values(LabelGroup([lab]))
+        i_ym, h_m_given_y = float(v["I_YM"][0]), float(v["H_M_given_Y"][0])
+    return KDEResult(i_xm=p.i_xm, i_ym=i_ym, h_m=p.h_m, h_m_given_x=p.h_m_given_x, h_m_given_y=h_m_given_y)

@@ -30,9 +30,12 @@ import numpy as np
 
 from ..errors import InfoflowError
 from ._util import as_dist, as_labels, positive, to_numpy
+from .base import LabelGroup, Labels, Prepared, Row, near_ceiling
 
 __all__ = [
     "RenyiResult",
+    "RenyiInput",
+    "RenyiPrepared",
     "gaussian_gram",
     "renyi_entropy",
     "renyi_joint_entropy",
@@ -112,10 +115,7 @@ def renyi_joint_entropy(*grams: Any, alpha: float) -> float:
 
 def gaussian_gram(dist: Any, *, kernel_var: float) -> np.ndarray:
     """Trace-normalised Gaussian Gram matrix ``exp(-d / (2 kernel_var)) / trace`` of squared distances."""
-    d = as_dist(dist)
-    kv = positive(kernel_var, "kernel_var")
-    k = np.exp(d * (-1.0 / (2.0 * kv)))
-    return _normalise(k, "Gaussian Gram matrix")
+    return _gram(as_dist(dist), positive(kernel_var, "kernel_var"))
 
 
 def _label_entropy_from_ids(y: np.ndarray, alpha: float) -> float:
@@ -148,31 +148,66 @@ def _joint_with_labels(a: np.ndarray, y: np.ndarray, alpha: float) -> float:
     return _entropy_from_eigs(lam / tr, alpha)
 
 
-def _renyi_from_grams(
-    a_m: np.ndarray,
-    *,
-    alpha: float,
-    a_x: np.ndarray | None = None,
-    h_x: float | None = None,
-    y: np.ndarray | None = None,
-    h_m: float | None = None,
-) -> RenyiResult:
-    """Core of :func:`renyi_mi` on trace-normalised Gram matrices (shared with the table code)."""
-    if h_m is None:
-        h_m = _entropy_from_eigs(np.linalg.eigvalsh(a_m), alpha)
-    if a_x is None:
-        i_xm = math.nan
-    else:
-        if h_x is None:
-            h_x = _entropy_from_eigs(np.linalg.eigvalsh(a_x), alpha)
-        h_xm = _entropy_from_eigs(np.linalg.eigvalsh(_normalise(a_m * a_x, "A_M o A_X")), alpha)
-        i_xm = h_m + h_x - h_xm
-    if y is None:
-        i_ym = math.nan
-    else:
-        h_y = _label_entropy_from_ids(y, alpha)
-        i_ym = h_m + h_y - _joint_with_labels(a_m, y, alpha)
-    return RenyiResult(i_xm=float(i_xm), i_ym=float(i_ym), h_m=float(h_m))
+class RenyiInput:
+    """The input side of the Renyi I(X;M), prepared once per kernel width and shared by every
+    layer: ``A_X`` (trace-normalised Gaussian Gram matrix of the input distances, float64
+    ``(N, N)``) and ``S_alpha(A_X)`` (bits)."""
+
+    def __init__(self, dist_x: np.ndarray, *, kernel_var: float, alpha: float) -> None:
+        self.kernel_var = positive(kernel_var, "kernel_var")
+        self.alpha = _alpha(alpha)
+        self.a_x = _gram(dist_x, self.kernel_var)
+        self.h_x = _entropy_from_eigs(np.linalg.eigvalsh(self.a_x), self.alpha)
+
+
+def _gram(d: np.ndarray, kernel_var: float) -> np.ndarray:
+    """``exp(-d / (2 kernel_var)) / trace`` of checked float64 distances."""
+    return _normalise(np.exp(d * (-1.0 / (2.0 * kernel_var))), "Gaussian Gram matrix")
+
+
+class RenyiPrepared(Prepared):
+    """The matrix-based Renyi estimator of one layer, prepared from its squared distances.
+
+    ``dist``: checked float64 ``(N, N)`` distances (:func:`~._util.as_dist`); ``kernel_var``:
+    the Gaussian kernel's variance; ``x``: the prepared input side (:class:`RenyiInput`) for
+    I(X;M), or None (then ``i_xm`` is NaN and the table has no I_XM row). The constructor
+    computes ``A_M`` and its eigenvalues once; I(Y;M) of a labelling diagonalises ``A_M`` block by
+    class. Rows: ``H_M``, ``I_XM`` (with ``x``); per labelling ``I_YM``.
+    """
+
+    estimator = "renyi"
+    label_quantities = ("I_YM",)
+
+    def __init__(self, dist: np.ndarray, *, kernel_var: float, alpha: float = 1.01,
+                 x: RenyiInput | None = None) -> None:
+        self.alpha = _alpha(alpha)
+        self.kernel_var = positive(kernel_var, "kernel_var")
+        self.n = int(dist.shape[0])
+        self.a_m = _gram(dist, self.kernel_var)
+        self.h_m = _entropy_from_eigs(np.linalg.eigvalsh(self.a_m), self.alpha)
+        if x is None:
+            self.i_xm = math.nan
+        else:
+            if x.a_x.shape != self.a_m.shape:
+                raise InfoflowError(f"dist_x has shape {x.a_x.shape}, dist_m has {self.a_m.shape}")
+            h_xm = _entropy_from_eigs(np.linalg.eigvalsh(_normalise(self.a_m * x.a_x, "A_M o A_X")), self.alpha)
+            self.i_xm = float(self.h_m + x.h_x - h_xm)
+        self.has_x = x is not None
+
+    def label_free(self) -> tuple[Row, ...]:
+        rows = [Row("H_M", self.h_m, math.nan, False)]
+        if self.has_x:
+            log2n = math.log2(self.n)
+            rows.append(Row("I_XM", self.i_xm, log2n, near_ceiling(self.i_xm, log2n)))
+        return tuple(rows)
+
+    def label_values(self, group: LabelGroup) -> dict[str, np.ndarray]:
+        a = self.alpha
+        return {"I_YM": np.array([float(self.h_m + _label_entropy_from_ids(lab.y, a)
+                                        - _joint_with_labels(self.a_m, lab.y, a)) for lab in group.sets])}
+
+    def ceiling_y(self, lab: Labels) -> float:
+        return _label_entropy_from_ids(lab.y, self.alpha)
 
 
 def renyi_mi(
@@ -208,12 +243,12 @@ def renyi_mi(
         ``(i_xm, i_ym, h_m)`` in bits.
     """
     a = _alpha(alpha)
-    a_m = gaussian_gram(dist_m, kernel_var=kernel_var)
-    n = a_m.shape[0]
-    a_x = None
+    kv = positive(kernel_var, "kernel_var")
+    d = as_dist(dist_m)
+    n = d.shape[0]
+    x = None
     if dist_x is not None:
-        a_x = gaussian_gram(dist_x, kernel_var=kernel_var if kernel_var_x is None else kernel_var_x)
-        if a_x.shape != a_m.shape:
-            raise InfoflowError(f"dist_x has shape {a_x.shape}, dist_m has {a_m.shape}")
-    y = None if labels is None else as_labels(labels, n)
-    return _renyi_from_grams(a_m, alpha=a, a_x=a_x, y=y)
+        x = RenyiInput(as_dist(dist_x, what="dist_x"), kernel_var=kv if kernel_var_x is None else kernel_var_x, alpha=a)
+    y = None if labels is None else Labels.of(labels, n)
+    p = RenyiPrepared(d, kernel_var=kv, alpha=a, x=x)
+    return RenyiResult(i_xm=float(p.i_xm), i_ym=math.nan if y is None else p.i_ym(y), h_m=float(p.h_m))

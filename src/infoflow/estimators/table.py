@@ -2,7 +2,10 @@
 
 :func:`estimate_layers` is the single function that turns stored per-epoch matrices into rows;
 the online tracker and the offline re-estimation (``infoflow estimate``) both call it on the same
-float32 matrices, so both give identical numbers. :class:`MITable` accumulates epochs.
+float32 matrices, so both give identical numbers. :class:`MITable` accumulates epochs;
+:func:`normalize_table` brings a table written by an older version to these columns.
+Every estimator comes from the registry (:func:`~.registry.prepare`): one prepared object per
+layer, estimator and setting, whatever the number of labellings and permutations.
 
 Columns (:data:`COLUMNS`)::
 
@@ -23,6 +26,15 @@ Columns (:data:`COLUMNS`)::
     at_ceiling  bool     I_XM within 1% of log2 N (bin: all symbols distinct, also on H_M);
                          I_YM within 1% of its ceiling (H(Y); renyi: the Renyi alpha-entropy of
                          the classes). False on every other row.
+    at_floor    bool     the estimate sits at its floor, about 0 bits: value <= 1% of its
+                         ceiling (log2 N for I_XM and binning's H_M, H(Y) for I_YM). False on
+                         rows without a ceiling (the other entropies).
+    baseline    float64  I_YM rows of kde_upper, kde_lower and bin: the 95% quantile (numpy's
+                         linear interpolation) of I(Y;M) over `permutations` random
+                         permutations of the labels among the N samples (same class counts),
+                         seeded by (epoch, layer, labelling) alone, so the same shufflings serve
+                         every estimator and setting. NaN elsewhere (renyi, other quantities,
+                         permutations = 0, tables written before the column).
 
 Rows per layer, in this order: estimators in :data:`ESTIMATORS` order, settings in the given
 order (bin sizes ascending), label-free quantities first, then per labelling (names sorted)
@@ -44,12 +56,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InfoflowError
-from ._util import as_dist, as_labels, to_numpy
-from .binning import binning_mi
-from .kde import kde_mi
-from .labels import entropy_bits
-from .renyi import _entropy_from_eigs, _label_entropy_from_ids, _renyi_from_grams, gaussian_gram
-from .widths import Width, expand_widths, kernel_var, parse_width
+from ._util import as_dist, to_numpy
+from .base import CEILING_TOL, FLOOR_TOL, LabelGroup, Labels, Prepared, baseline_of, label_permutations, \
+    near_ceiling, near_floor
+from .registry import (
+    ESTIMATORS,
+    REGISTRY,
+    bin_setting,
+    expand_estimators,
+    kde_setting,
+    parse_setting,
+    prepare,
+    renyi_input,
+    renyi_setting,
+    setting_of,
+)
+from .widths import expand_widths, kernel_var
 
 __all__ = [
     "COLUMNS",
@@ -57,82 +79,31 @@ __all__ = [
     "QUANTITIES",
     "NO_LABELS",
     "CEILING_TOL",
+    "FLOOR_TOL",
     "MITable",
     "bin_setting",
     "empty_frame",
     "estimate_layers",
     "kde_setting",
+    "near_ceiling",
+    "near_floor",
+    "normalize_table",
     "parse_setting",
     "renyi_setting",
 ]
 
 COLUMNS = (
     "epoch", "layer", "name", "estimator", "setting", "labels", "quantity",
-    "value", "n", "d", "log2n", "h_y", "at_ceiling",
+    "value", "n", "d", "log2n", "h_y", "at_ceiling", "at_floor", "baseline",
 )  # fmt: skip
-ESTIMATORS = ("kde_upper", "kde_lower", "bin", "renyi")
 QUANTITIES = ("I_XM", "I_YM", "H_M", "H_M_given_X", "H_M_given_Y")
 NO_LABELS = "none"
-CEILING_TOL = 0.01  # at_ceiling: within 1% of the ceiling
 
 _DTYPES = {
     "epoch": "int64", "layer": "int64", "name": str, "estimator": str, "setting": str,
     "labels": str, "quantity": str, "value": "float64", "n": "int64", "d": "int64",
-    "log2n": "float64", "h_y": "float64", "at_ceiling": "bool",
+    "log2n": "float64", "h_y": "float64", "at_ceiling": "bool", "at_floor": "bool", "baseline": "float64",
 }  # fmt: skip
-
-
-def _num(x: float) -> str:
-    return repr(float(x))
-
-
-def _width_or_number(x: Any) -> Width | None:
-    """A scale-aware width spec (``"rel:0.1"``, :class:`Width`), or None for a plain number."""
-    if isinstance(x, Width):
-        return x
-    if isinstance(x, str):
-        try:
-            float(x)
-        except ValueError:
-            return parse_width(x)
-    return None
-
-
-def kde_setting(noise_var: Any) -> str:
-    """Setting string of a KDE row: ``kde_setting(0.2) == "noise_var=0.2"`` (``repr`` of the float).
-
-    A kernel-width spec gives its own setting: ``kde_setting("rel:0.1") == "rel=0.1"``,
-    ``kde_setting("silverman") == "silverman=1.0"``, ``kde_setting("fixed:0.2") == "noise_var=0.2"``.
-    """
-    w = _width_or_number(noise_var)
-    if w is not None:
-        return w.key()
-    return f"noise_var={_num(noise_var)}"
-
-
-def bin_setting(bin_size: float) -> str:
-    """Setting string of a binning row: ``bin_setting(0.1) == "bin=0.1"``."""
-    return f"bin={_num(bin_size)}"
-
-
-def renyi_setting(alpha: float, kernel_var: Any) -> str:
-    """Setting string of a Renyi row: ``renyi_setting(1.01, 0.2) == "alpha=1.01,kernel_var=0.2"``;
-    with a kernel-width spec: ``renyi_setting(1.01, "rel:0.1") == "alpha=1.01,rel=0.1"``."""
-    w = _width_or_number(kernel_var)
-    if w is not None:
-        return f"alpha={_num(alpha)},{w.renyi_key()}"
-    return f"alpha={_num(alpha)},kernel_var={_num(kernel_var)}"
-
-
-def parse_setting(setting: str) -> dict[str, float]:
-    """Inverse of the ``*_setting`` functions: ``"alpha=1.01,kernel_var=0.2"`` -> ``{"alpha": 1.01, ...}``."""
-    out: dict[str, float] = {}
-    for part in str(setting).split(","):
-        key, sep, val = part.partition("=")
-        if not sep:
-            raise InfoflowError(f"malformed setting {setting!r}: expected key=value[,key=value]")
-        out[key.strip()] = float(val)
-    return out
 
 
 def empty_frame() -> pd.DataFrame:
@@ -140,23 +111,44 @@ def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _DTYPES.items()})
 
 
-def _expand_estimators(estimators: Sequence[str]) -> list[str]:
-    if isinstance(estimators, str):
-        estimators = (estimators,)
-    wanted: set[str] = set()
-    for e in estimators:
-        if e == "kde":
-            wanted.update(("kde_upper", "kde_lower"))
-        elif e in ESTIMATORS:
-            wanted.add(e)
-        else:
-            raise InfoflowError(f"unknown estimator {e!r}; choose from 'kde', {', '.join(map(repr, ESTIMATORS))}")
-    return [e for e in ESTIMATORS if e in wanted]
+def _floor_ceiling(quantity: Any, estimator: Any, log2n: Any, h_y: Any) -> float:
+    """The ceiling ``at_floor`` compares with (NaN: the row has none)."""
+    if quantity == "I_XM" or (quantity == "H_M" and estimator == "bin"):
+        return float(log2n)
+    if quantity == "I_YM":
+        return float(h_y)
+    return math.nan
 
 
-def near_ceiling(value: float, ceiling: float) -> bool:
-    """``at_ceiling``: ``value`` within :data:`CEILING_TOL` (1%) of a finite ``ceiling``."""
-    return bool(math.isfinite(value) and math.isfinite(ceiling) and value >= (1.0 - CEILING_TOL) * ceiling - 1e-12)
+def normalize_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A tidy table read back (``mi.csv``), with the columns added since it was written.
+
+    ``at_floor`` is filled from the values where it is missing (the rule of :data:`COLUMNS`;
+    a table appended to by a newer version has it on its newer rows only), ``baseline`` is NaN
+    where missing (permutations cannot be run from a table); ``at_ceiling`` and ``at_floor`` are
+    bool. Columns the table never had stay absent; an empty frame is returned as it is.
+    """
+    if frame is None or not len(frame.columns):
+        return frame
+    out = frame.copy()
+    if "at_ceiling" in out:
+        out["at_ceiling"] = out["at_ceiling"].astype(bool)
+    need = {"quantity", "estimator", "value", "log2n", "h_y"}
+    if need <= set(out.columns):
+        have = out["at_floor"] if "at_floor" in out else pd.Series(np.nan, index=out.index, dtype=object)
+        missing = have.isna().to_numpy()
+        if missing.any():
+            sub = out.loc[missing]
+            fill = [near_floor(float(v), _floor_ceiling(q, e, ln, hy)) for q, e, v, ln, hy in
+                    zip(sub["quantity"], sub["estimator"], sub["value"], sub["log2n"], sub["h_y"])]
+            have = have.astype(object)
+            have.loc[missing] = fill
+        out["at_floor"] = have.astype(bool)
+    if "baseline" not in out:
+        out["baseline"] = np.nan
+    out["baseline"] = pd.to_numeric(out["baseline"], errors="coerce").astype("float64")
+    order = [c for c in COLUMNS if c in out.columns] + [c for c in out.columns if c not in COLUMNS]
+    return out.loc[:, order]
 
 
 def estimate_layers(
@@ -171,9 +163,9 @@ def estimate_layers(
     dist_x: Any = None,
     renyi_alpha: float = 1.01,
     estimators: Sequence[str] = ("kde", "bin", "renyi"),
-    renyi_kernel_vars: Sequence[float] | None = None,
     layers: Sequence[int] | None = None,
     widths: Sequence[Any] | str | None = None,
+    permutations: int = 0,
 ) -> pd.DataFrame:
     """All MI estimates of the probe layers at one epoch, as a tidy table (see module docstring).
 
@@ -189,7 +181,7 @@ def estimate_layers(
     labelings:
         ``{name: (N,) labels}``, e.g. ``{"kmeans": ..., "coarse": ...}``; may be empty.
     noise_vars:
-        KDE noise variances ``s2``; also the Renyi kernel variances unless ``renyi_kernel_vars``.
+        KDE noise variances ``s2``, and the Renyi kernel variances (an open ``"fixed"`` width).
     bin_codes:
         ``{bin_size: (L, N) int64}`` symbol ids from the probe (:func:`bin_codes`); ``None`` skips
         the binning estimator (it cannot be computed from distances).
@@ -199,15 +191,16 @@ def estimate_layers(
         Order of the matrix-based Renyi entropy.
     estimators:
         Any of ``"kde"`` (both bounds), ``"kde_upper"``, ``"kde_lower"``, ``"bin"``, ``"renyi"``.
-    renyi_kernel_vars:
-        Gaussian kernel variances of the Renyi estimator; ``None``: ``noise_vars``.
     layers:
         The 0-based probe index of each of the L matrices; ``None``: ``0..L-1``.
     widths:
         Kernel-width rules of the KDE and Renyi estimators (:mod:`.widths`), e.g.
         ``("rel:0.1", "silverman", "fixed:0.2")``; an open ``"fixed"`` stands for each of
-        ``noise_vars`` (KDE) / ``renyi_kernel_vars`` (Renyi). ``None``: ``("fixed",)``, the rows
-        of a fixed noise variance only. Settings are emitted in this order.
+        ``noise_vars``. ``None``: ``("fixed",)``, the rows of a fixed noise variance only.
+        Settings are emitted in this order.
+    permutations:
+        Label permutations of the ``baseline`` column (0: NaN baselines); seeded by
+        ``(epoch, layers[i], labelling name)``.
 
     Returns
     -------
@@ -225,14 +218,16 @@ def estimate_layers(
     layer_ids = list(range(n_layers)) if layers is None else [int(i) for i in layers]
     if len(layer_ids) != n_layers:
         raise InfoflowError(f"dists has {n_layers} layers but {len(layer_ids)} layer indices were given")
-    wanted = _expand_estimators(estimators)
+    wanted = expand_estimators(estimators)
+    perms = int(permutations)
+    if perms < 0:
+        raise InfoflowError(f"permutations must be >= 0, got {permutations}")
 
-    labs: list[tuple[str, np.ndarray, float]] = []
+    labs: list[tuple[str, Labels]] = []
     for lname in sorted(labelings):
         if lname == NO_LABELS:
             raise InfoflowError(f"{NO_LABELS!r} is reserved for label-free rows; rename that labelling")
-        y = as_labels(labelings[lname], n, what=f"labelling {lname!r}")
-        labs.append((lname, y, entropy_bits(y)))
+        labs.append((lname, Labels.of(labelings[lname], n, what=f"labelling {lname!r}")))
 
     codes: list[tuple[float, np.ndarray]] = []
     if "bin" in wanted and bin_codes is not None:
@@ -243,28 +238,22 @@ def estimate_layers(
             codes.append((float(b), c))
 
     alpha = float(renyi_alpha)
-    kvars = [float(v) for v in (noise_vars if renyi_kernel_vars is None else renyi_kernel_vars)]
-    kde_widths = expand_widths(widths, [float(v) for v in noise_vars]) if "kde_upper" in wanted or \
-        "kde_lower" in wanted else []
-    renyi_widths = expand_widths(widths, kvars) if "renyi" in wanted else []
-    renyi_x: list[tuple[np.ndarray | None, float | None]] = []
-    renyi_hy: dict[str, float] = {}
-    if "renyi" in wanted:
-        dx = None if dist_x is None else as_dist(dist_x, what="dist_x")
-        if dx is not None and dx.shape != (n, n):
+    noise = [float(v) for v in noise_vars]
+    uses_dist = [e for e in wanted if REGISTRY[e].data == "dist"]
+    dist_widths = expand_widths(widths, noise) if uses_dist else []
+    renyi_x: list[Any] = [None] * len(dist_widths)
+    if "renyi" in wanted and dist_x is not None:
+        dx = as_dist(dist_x, what="dist_x")
+        if dx.shape != (n, n):
             raise InfoflowError(f"dist_x must have shape ({n}, {n}), got {dx.shape}")
-        for rw in renyi_widths:
-            if dx is None:
-                renyi_x.append((None, None))
-            else:
-                a_x = gaussian_gram(dx, kernel_var=kernel_var(rw, dx))
-                renyi_x.append((a_x, _entropy_from_eigs(np.linalg.eigvalsh(a_x), alpha)))
-        renyi_hy = {lname: _label_entropy_from_ids(y, alpha) for lname, y, _ in labs}
+        renyi_x = [renyi_input(dx, width=w, alpha=alpha, checked=True) for w in dist_widths]
 
     log2n = math.log2(n)
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    nan = math.nan
 
-    def emit(li: int, est: str, setting: str, lab: str, qty: str, value: float, h_y: float, ceil: bool) -> None:
+    def emit(li: int, est: str, setting: str, lab: str, qty: str, value: float, h_y: float, ceiling: float,
+             ceil: bool, base: float = nan) -> None:
         r = rows
         r["epoch"].append(int(epoch))
         r["layer"].append(layer_ids[li])
@@ -279,46 +268,41 @@ def estimate_layers(
         r["log2n"].append(log2n)
         r["h_y"].append(h_y)
         r["at_ceiling"].append(bool(ceil))
+        r["at_floor"].append(near_floor(float(value), ceiling))
+        r["baseline"].append(float(base))
 
-    nan = math.nan
+    def rows_of(li: int, p: Prepared, setting: str, groups: list[tuple[str, LabelGroup, LabelGroup | None]]) -> None:
+        est = p.estimator
+        for row in p.label_free():
+            emit(li, est, setting, NO_LABELS, row.quantity, row.value, nan, row.ceiling, row.at_ceiling)
+        with_baseline = REGISTRY[est].baseline
+        for lname, own, shuffled in groups:
+            lab = own.sets[0]
+            vals = p.label_values(own)  # alone: the value does not depend on the permutations
+            base = baseline_of(p.i_ym_many(shuffled)) if (with_baseline and shuffled is not None) else nan
+            for q in p.label_quantities:
+                v = float(vals[q][0])
+                if q == "I_YM":
+                    emit(li, est, setting, lname, q, v, lab.h_y, lab.h_y, near_ceiling(v, p.ceiling_y(lab)), base)
+                else:
+                    emit(li, est, setting, lname, q, v, lab.h_y, nan, False)
+
+    need_groups = perms > 0 and any(REGISTRY[e].baseline for e in wanted)
+    own = [(lname, LabelGroup([lab])) for lname, lab in labs]
     for li in range(n_layers):
-        d = as_dist(dist_all[li], what=f"dists[{li}]")
-        dim = dims[li]
+        groups = [(lname, g, label_permutations(g.sets[0], perms, epoch=epoch, layer=layer_ids[li], name=lname)
+                   if need_groups else None) for lname, g in own]
+        d = as_dist(dist_all[li], what=f"dists[{li}]") if uses_dist else None
+        s2 = [kernel_var(w, d) for w in dist_widths] if d is not None else []
         for est in wanted:
-            if est in ("kde_upper", "kde_lower"):
-                bound = "upper" if est == "kde_upper" else "lower"
-                for kw in kde_widths:
-                    st = kw.key()
-                    s2 = kernel_var(kw, d)
-                    base = kde_mi(d, None, noise_var=s2, dim=dim, bound=bound)
-                    emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, False)
-                    emit(li, est, st, NO_LABELS, "H_M_given_X", base.h_m_given_x, nan, False)
-                    emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, near_ceiling(base.i_xm, log2n))
-                    for lname, y, h_y in labs:
-                        r = kde_mi(d, y, noise_var=s2, dim=dim, bound=bound)
-                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, near_ceiling(r.i_ym, h_y))
-                        emit(li, est, st, lname, "H_M_given_Y", r.h_m_given_y, h_y, False)
-            elif est == "bin":
+            if REGISTRY[est].data == "codes":
                 for b, c in codes:
-                    st = bin_setting(b)
-                    base = binning_mi(c[li])
-                    emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, base.saturated)
-                    emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, base.saturated)
-                    for lname, y, h_y in labs:
-                        r = binning_mi(c[li], y)
-                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, near_ceiling(r.i_ym, h_y))
-                        emit(li, est, st, lname, "H_M_given_Y", r.h_m - r.i_ym, h_y, False)
-            elif est == "renyi":
-                for rw, (a_x, h_x) in zip(renyi_widths, renyi_x):
-                    st = renyi_setting(alpha, rw)
-                    a_m = gaussian_gram(d, kernel_var=kernel_var(rw, d))
-                    base = _renyi_from_grams(a_m, alpha=alpha, a_x=a_x, h_x=h_x)
-                    emit(li, est, st, NO_LABELS, "H_M", base.h_m, nan, False)
-                    if a_x is not None:
-                        emit(li, est, st, NO_LABELS, "I_XM", base.i_xm, nan, near_ceiling(base.i_xm, log2n))
-                    for lname, y, h_y in labs:
-                        r = _renyi_from_grams(a_m, alpha=alpha, y=y, h_m=base.h_m)
-                        emit(li, est, st, lname, "I_YM", r.i_ym, h_y, near_ceiling(r.i_ym, renyi_hy[lname]))
+                    rows_of(li, prepare(est, codes=c[li]), setting_of(est, bin_size=b), groups)
+                continue
+            for wi, w in enumerate(dist_widths):
+                p = prepare(est, dist=d, kernel_var=s2[wi], dim=dims[li], alpha=alpha, x=renyi_x[wi], checked=True)
+                rows_of(li, p, setting_of(est, width=w, alpha=alpha), groups)
+                del p  # its N x N kernel matrix
 
     frame = pd.DataFrame(rows)
     return frame.astype(_DTYPES) if len(frame) else empty_frame()
@@ -327,7 +311,8 @@ def estimate_layers(
 class MITable:
     """Accumulates :func:`estimate_layers` tables epoch by epoch.
 
-    ``MITable(frame=None)`` starts empty or from a stored table (e.g. ``mi.csv`` on resume);
+    ``MITable(frame=None)`` starts empty or from a stored table (e.g. ``mi.csv`` on resume; a
+    table of an older version is brought to :data:`COLUMNS` by :func:`normalize_table`);
     ``.add(dists, **kwargs)`` estimates one epoch (same keywords as :func:`estimate_layers`),
     appends and returns its rows; ``.truncate(epoch)`` drops rows after ``epoch``; ``.frame()``
     is the whole table, sorted stably by epoch.
@@ -336,6 +321,7 @@ class MITable:
     def __init__(self, frame: pd.DataFrame | None = None) -> None:
         self._parts: list[pd.DataFrame] = []
         if frame is not None and len(frame):
+            frame = normalize_table(frame)
             missing = [c for c in COLUMNS if c not in frame.columns]
             if missing:
                 raise InfoflowError(f"MI table lacks column(s) {', '.join(missing)}")

@@ -43,12 +43,15 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InfoflowError
 from ._util import positive
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "Width",
@@ -213,7 +216,6 @@ def median_sqdist(d: np.ndarray) -> float:
 
 def _centred_gram_moments(d: np.ndarray) -> tuple[float, float]:
     """``tr(B)`` and ``||B||_F^2`` of ``B = -1/2 J d J`` without forming J."""
-    n = d.shape[0]
     row = d.mean(axis=1)
     tot = row.mean()
     b = -0.5 * (d - row[:, None] - row[None, :] + tot)

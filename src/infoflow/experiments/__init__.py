@@ -13,7 +13,6 @@ Ray is imported only by :mod:`.sweep` (and only when a sweep runs).
 
 from .claims import (
     ClaimThresholds,
-    Layout,
     claims_from_runs,
     claims_markdown,
     dice_outcomes,
@@ -27,7 +26,6 @@ from .sweep import RunResult, RunSpec, SweepResult, plan_runs, run_sweep
 __all__ = [
     "PROFILES",
     "ClaimThresholds",
-    "Layout",
     "Profile",
     "ReproduceResult",
     "RunResult",

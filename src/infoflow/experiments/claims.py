@@ -2,10 +2,13 @@
 
 Every check is a pure function of tables: the tidy MI table of the full model (``mi.csv``, one
 per seed) and the metrics tables of the models (``metrics.csv``). Where the network's layers
-are involved they come from a :class:`Layout` (skip pairs, merge layers, which layers are
-"first", "bottom", "top", "encoder"), so any network with skip connections can be checked;
-:meth:`Layout.unet` is the paper's U-Net. :func:`claims_from_runs` does the same from run
-directories.
+are involved they come from a :class:`~infoflow.network.NetworkLayout` (skip pairs, merge layers,
+which layers are "first", "bottom", "top", "encoder"), so any network with skip connections can be
+checked; the functions on tables default to the paper's U-Net
+(:data:`infoflow.models.unet.UNET_LAYOUT`). :func:`claims_from_runs` does the same from run
+directories, with the layout of the runs (their ``config.json``,
+:func:`infoflow.models.unet.layout_from_config`). A claim whose layer group the layout does not
+give (skips that do not nest like a U-Net's) is undecided.
 
 Each claim ends as ``pass``, ``fail`` or ``undecided`` (:data:`STATUSES`; claims tables written
 before the rename say ``inconclusive``, which :func:`normalize_status` reads as ``undecided``)
@@ -121,6 +124,8 @@ import pandas as pd
 from ..errors import InfoflowError, RunError
 from ..estimators.table import Selection
 from ..estimators.table import select as _select
+from ..models.unet import MODEL_SKIPS, UNET_LAYOUT, layout_from_config
+from ..network import NetworkLayout
 from ..runs import RunDir
 
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
@@ -173,43 +178,6 @@ Tables = Union[pd.DataFrame, Sequence[pd.DataFrame]]
 # ---------------------------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the claims look in a network (defaults: the paper's 23-layer U-Net).
-
-    ``skip_pairs`` are (source layer, merge layer) of the skips of the *full* model; the merge
-    layer's input from the deep path is layer ``merge - 1``. The "next deeper merge layer" of a
-    skip is the merge layer of the skip below it (merge layers ordered top to bottom, i.e. by
-    decreasing index: 20, 17, 14, 11).
-    """
-
-    skip_pairs: tuple[Pair, ...] = ((1, 20), (3, 17), (5, 14), (7, 11))
-    first_layers: tuple[int, ...] = (0, 1)
-    bottom_layers: tuple[int, ...] = tuple(range(8, 15))
-    top_layers: tuple[int, ...] = (0, 1, 20, 21, 22)
-    encoder_layers: tuple[int, ...] = tuple(range(0, 10))
-
-    @classmethod
-    def unet(cls) -> "Layout":
-        from ..models.unet import SKIP_PAIRS
-
-        return cls(skip_pairs=tuple((int(a), int(b)) for a, b in SKIP_PAIRS))
-
-    @property
-    def merge_layers(self) -> tuple[int, ...]:
-        return tuple(sorted({m for _, m in self.skip_pairs}))
-
-    def top_down(self) -> list[Pair]:
-        """Skip pairs ordered from the top level (largest merge index) down."""
-        return sorted(self.skip_pairs, key=lambda p: -p[1])
-
-    def deeper_merge(self, pair: Pair) -> int | None:
-        """The merge layer one level deeper than ``pair``'s (None for the deepest skip)."""
-        order = self.top_down()
-        k = order.index(tuple(pair))
-        return order[k + 1][1] if k + 1 < len(order) else None
 
 
 @dataclass(frozen=True)
@@ -475,6 +443,16 @@ def _missing(layers: Iterable[int], tab: pd.DataFrame) -> list[int]:
     return [int(l) for l in layers if l not in tab.columns or not tab[l].notna().any()]
 
 
+def _no_group(claim: str, layout: NetworkLayout, *groups: str) -> ClaimResult | None:
+    """Undecided when the layout gives none of the layer ``groups`` the claim reads."""
+    missing = [g.replace("_", " ") for g in groups if getattr(layout, g) is None]
+    if not missing:
+        return None
+    return ClaimResult(claim, STATEMENTS[claim], UNDECIDED,
+                       f"the network's layout gives no {' or '.join(missing)} (its skips do not nest like a "
+                       "U-Net's): pass a NetworkLayout that names them")
+
+
 # ---------------------------------------------------------------------------------------------
 # Claims 1-3 (the full model's MI)
 # ---------------------------------------------------------------------------------------------
@@ -489,9 +467,13 @@ STATEMENTS = {
 }
 
 
-def claim1(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = ClaimThresholds()) -> ClaimResult:
+def claim1(c: pd.DataFrame, layout: NetworkLayout = UNET_LAYOUT,
+           th: ClaimThresholds = ClaimThresholds()) -> ClaimResult:
     """Claim 1 on a curves table (see the module docstring)."""
     st = STATEMENTS["1"]
+    no_group = _no_group("1", layout, "first_layers")
+    if no_group:
+        return no_group
     few = _too_few(c, th)
     if few:
         return ClaimResult("1", st, UNDECIDED, few)
@@ -550,9 +532,13 @@ def claim1(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = Cla
     return ClaimResult("1", st, combine(statuses.values()), detail, numbers, statuses)
 
 
-def claim2(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = ClaimThresholds()) -> ClaimResult:
+def claim2(c: pd.DataFrame, layout: NetworkLayout = UNET_LAYOUT,
+           th: ClaimThresholds = ClaimThresholds()) -> ClaimResult:
     """Claim 2 on a curves table."""
     st = STATEMENTS["2"]
+    no_group = _no_group("2", layout, "bottom_layers", "top_layers")
+    if no_group:
+        return no_group
     few = _too_few(c, th)
     if few:
         return ClaimResult("2", st, UNDECIDED, few)
@@ -643,9 +629,13 @@ def claim2(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = Cla
     return ClaimResult("2", st, combine([sa, sb]), detail, numbers, {"a": sa, "b": sb})
 
 
-def claim3(c: pd.DataFrame, layout: Layout = Layout(), th: ClaimThresholds = ClaimThresholds()) -> ClaimResult:
+def claim3(c: pd.DataFrame, layout: NetworkLayout = UNET_LAYOUT,
+           th: ClaimThresholds = ClaimThresholds()) -> ClaimResult:
     """Claim 3 on a curves table."""
     st = STATEMENTS["3"]
+    no_group = _no_group("3", layout, "encoder_layers")
+    if no_group:
+        return no_group
     few = _too_few(c, th)
     if few:
         return ClaimResult("3", st, UNDECIDED, few)
@@ -728,7 +718,7 @@ PREDICTION_COLUMNS = ("skip", "source", "merge", "deeper", "epoch", "after", "va
                       "uninformative")
 
 
-def redundancy_predictions(c: pd.DataFrame, layout: Layout = Layout(),
+def redundancy_predictions(c: pd.DataFrame, layout: NetworkLayout = UNET_LAYOUT,
                            th: ClaimThresholds = ClaimThresholds()) -> pd.DataFrame:
     """Per skip of the full model: the epoch from which it is predicted redundant.
 
@@ -879,7 +869,7 @@ def _paper(claim: str, key: str) -> str:
 
 
 def claim4(c: pd.DataFrame | None, metrics: Mapping[str, pd.DataFrame], removed: Mapping[str, Iterable[Pair]],
-           reference: str, layout: Layout = Layout(), th: ClaimThresholds = ClaimThresholds()
+           reference: str, layout: NetworkLayout = UNET_LAYOUT, th: ClaimThresholds = ClaimThresholds()
            ) -> tuple[list[ClaimResult], pd.DataFrame, pd.DataFrame]:
     """Claim 4: one result per ablated model and an overall one; also the predictions and the
     outcomes tables. ``c``: the full model's curves (None: no MI, predictions undecided)."""
@@ -983,7 +973,7 @@ def _spread(per_seed: list[ClaimResult]) -> str:
 
 def evaluate_claims(mi: Tables | None, metrics: Mapping[str, Tables] | None = None,
                     removed: Mapping[str, Iterable[Pair]] | None = None, reference: str = "Model 1", *,
-                    layout: Layout | None = None, thresholds: ClaimThresholds | None = None,
+                    layout: NetworkLayout | None = None, thresholds: ClaimThresholds | None = None,
                     estimator: str | None = None, setting: str | None = None, labels: str | None = None
                     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Every claim, from tables.
@@ -994,7 +984,8 @@ def evaluate_claims(mi: Tables | None, metrics: Mapping[str, Tables] | None = No
             ``mi``); needs the ``reference`` model for claim 4.
         removed: ``{model label: skip pairs it lacks}`` (the reference lacks none).
         reference: label of the full model.
-        layout, thresholds: see :class:`Layout` and :class:`ClaimThresholds`.
+        layout: the network's :class:`~infoflow.network.NetworkLayout` (default: the paper's U-Net).
+        thresholds: see :class:`ClaimThresholds`.
         estimator, setting, labels: which estimate to read (default ``kde_upper``, its first
             setting, ``kmeans``).
 
@@ -1002,7 +993,7 @@ def evaluate_claims(mi: Tables | None, metrics: Mapping[str, Tables] | None = No
         ``(claims, extra)``: the claims table (:data:`CLAIM_COLUMNS`) and
         ``{"predictions": ..., "outcomes": ...}`` of claim 4 (on the seed medians).
     """
-    layout = layout or Layout.unet()
+    layout = layout or UNET_LAYOUT
     th = thresholds or ClaimThresholds()
     tables = [t for t in _as_list(mi) if t is not None and not t.empty]
     results: list[tuple[ClaimResult, list[ClaimResult]]] = []
@@ -1060,29 +1051,24 @@ def evaluate_claims(mi: Tables | None, metrics: Mapping[str, Tables] | None = No
 # ---------------------------------------------------------------------------------------------
 
 
-def model_of_run(run: RunDir, layout: Layout | None = None) -> tuple[str, list[Pair]]:
-    """(label, removed skip pairs) of a run from its config: "Model m" for the paper's masks,
-    else "skips 1,0,1,1"."""
-    from ..models.unet import MODEL_SKIPS, SKIP_PAIRS
-
-    cfg = run.read_config()
-    model = cfg.get("model") or {}
-    mask = model.get("skips")
-    if mask is None:
-        num = int(model.get("model") or 1)
-        mask = MODEL_SKIPS.get(num)
-        if mask is None:
-            raise RunError(f"{run.path}: unknown model {num!r}")
-    mask = tuple(bool(s) for s in mask)
-    pairs = list((layout.skip_pairs if layout is not None else SKIP_PAIRS))
-    removed = [tuple(p) for p, on in zip(pairs, mask) if not on]
-    for num, m in MODEL_SKIPS.items():
-        if tuple(m) == mask:
-            return f"Model {num}", removed
-    return "skips " + ",".join(str(int(s)) for s in mask), removed
+def model_of_run(run: RunDir, layout: NetworkLayout | None = None) -> tuple[str, list[Pair]]:
+    """(label, removed skip pairs) of a run from its config (:func:`layout_from_config`): "Model m"
+    for the paper's U-Net skip masks, else "skips 1,0,1,1". ``layout``: the full architecture's
+    layout to take the removed pairs from (default: the run's own)."""
+    try:
+        own = layout_from_config(run.read_config())
+    except InfoflowError as exc:
+        raise RunError(f"{run.path}: {exc}") from None
+    lay = own if layout is None else layout.with_present(own.present)
+    mask = tuple(own.present)
+    if own.skip_pairs == UNET_LAYOUT.skip_pairs:
+        for num, m in MODEL_SKIPS.items():
+            if tuple(m) == mask:
+                return f"Model {num}", list(lay.removed_pairs)
+    return "skips " + ",".join(str(int(s)) for s in mask), list(lay.removed_pairs)
 
 
-def group_by_model(runs: Sequence[RunDir | str | os.PathLike], layout: Layout | None = None,
+def group_by_model(runs: Sequence[RunDir | str | os.PathLike], layout: NetworkLayout | None = None,
                    label: Callable[[RunDir], tuple[str, list[Pair]]] | None = None
                    ) -> tuple[dict[str, list[RunDir]], dict[str, list[Pair]]]:
     """``({label: [runs, in seed order]}, {label: removed pairs})``."""
@@ -1098,24 +1084,31 @@ def group_by_model(runs: Sequence[RunDir | str | os.PathLike], layout: Layout | 
     return dict(sorted(groups.items(), key=lambda kv: (len(removed[kv[0]]), kv[0]))), removed
 
 
-def claims_from_runs(runs: Sequence[RunDir | str | os.PathLike], *, layout: Layout | None = None,
+def claims_from_runs(runs: Sequence[RunDir | str | os.PathLike], *, layout: NetworkLayout | None = None,
                      thresholds: ClaimThresholds | None = None, estimator: str | None = None,
                      settings: Sequence[str] | None = None, labels: str | None = None,
                      label: Callable[[RunDir], tuple[str, list[Pair]]] | None = None
                      ) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:
     """Every claim from run directories (the models' runs, any number of seeds each).
 
-    The full model is the group with no skip removed. ``settings``: evaluate the claims for each
+    The full model is the group with no skip removed; ``layout``: default the runs' own (their
+    ``config.json``, the same architecture in every run). ``settings``: evaluate the claims for each
     of these settings of ``estimator`` (default: its first only; ``"all"`` for every one); the
     rows of each setting carry it in the ``selection`` column. Returns the claims table and
     ``{selection: {"predictions", "outcomes"}}``.
     """
-    layout = layout or Layout.unet()
     groups, removed = group_by_model(runs, layout, label)
     full = [lab for lab, rem in removed.items() if not rem]
     if not full:
         raise InfoflowError("no run of the full model (all skips present) among the runs: claim 4 needs it")
     reference = full[0]
+    if layout is None:  # the layout of the runs: the full model's, the same architecture in every run
+        layouts = {str(r.path): layout_from_config(r.read_config()) for rs in groups.values() for r in rs}
+        layout = layouts[str(groups[reference][0].path)]
+        other = [p for p, lay in layouts.items() if (lay.names, lay.skip_pairs) != (layout.names, layout.skip_pairs)]
+        if other:
+            raise InfoflowError(f"the runs are not of one network: {', '.join(other)} differ(s) in probe layers or "
+                                f"skips from {groups[reference][0].path}; pass layout= to check them together")
     mi_tables = [r.read_mi() for r in groups[reference]]
     mi_tables = [t for t in mi_tables if not t.empty]
     metrics = {lab: [r.read_metrics() for r in members] for lab, members in groups.items()}

@@ -116,6 +116,8 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
                       progress=progress, temp_dir=ray_temp_dir, echo=echo)
     t_train = time.perf_counter() - t0
     result = ReproduceResult(out=out, specs=specs, sweep=sweep)
+    for r in sweep.busy:
+        echo(f"run {r.key}: being trained elsewhere ({r.error}); left to that process")
     for r in sweep.failed:
         echo(f"run {r.key} FAILED: {r.error}")
         if r.traceback:

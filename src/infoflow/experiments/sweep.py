@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -34,10 +33,9 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import ConfigError, RunError
-from ..runs import RunDir
+from ..runs import RunDir, RunLocked, run_lock
 from .profiles import Profile, get_profile, profile_config, run_key
 
-LOCK = ".lock"
 
 
 @dataclass
@@ -61,7 +59,7 @@ class RunSpec:
 @dataclass
 class RunResult:
     key: str
-    status: str  # "finished", "skipped" (already finished), "failed"
+    status: str  # "finished", "skipped" (already finished), "busy" (being trained elsewhere), "failed"
     path: str
     error: str = ""
     traceback: str = ""
@@ -81,6 +79,11 @@ class SweepResult:
     @property
     def failed(self) -> list[RunResult]:
         return [r for r in self.results.values() if r.status == "failed"]
+
+    @property
+    def busy(self) -> list[RunResult]:
+        """Runs another process was training (their lock was held): not failures."""
+        return [r for r in self.results.values() if r.status == "busy"]
 
     @property
     def ok(self) -> list[RunResult]:
@@ -120,7 +123,7 @@ def run_state(spec: RunSpec) -> tuple[str, int]:
     run = spec.run()
     if not run.config_path.exists():
         return "new", 0
-    stored = RunConfig.from_dict(run.read_config()).to_dict()
+    stored = run.config().to_dict()
     if stored != spec.config:
         diff = _diff(stored, spec.config)
         raise RunError(f"{run.path} holds a run with another configuration ({diff}); use another --out, "
@@ -146,32 +149,6 @@ def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> str:
 # ---------------------------------------------------------------------------------------------
 # One run (the body of a Ray task)
 # ---------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _run_lock(path: Path) -> Iterator[None]:
-    """Exclusive, non-blocking lock on RUN/.lock (released when the process dies)."""
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    fh = open(path / LOCK, "a+")
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            raise RunError(f"{path} is being trained by another process ({holder}; lock {path / LOCK})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        fh.flush()
-        yield
-    finally:
-        fh.close()
 
 
 def _limit_threads(n: int) -> contextlib.AbstractContextManager:
@@ -224,7 +201,7 @@ def execute_run(spec: Mapping[str, Any] | RunSpec, threads: int = 1, progress: b
 
         with _limit_threads(threads):
             path = Path(spec.path)
-            with _run_lock(path):
+            with run_lock(path, what="trains"):
                 state, last = run_state(spec)
                 if state == "finished":
                     res.status = "skipped"
@@ -235,6 +212,9 @@ def execute_run(spec: Mapping[str, Any] | RunSpec, threads: int = 1, progress: b
                     else:
                         train(RunConfig.from_dict(spec.config), path, progress=progress)
                     res.status = "finished"
+    except RunLocked as exc:  # another process trains this run: not a failure of the sweep
+        res.status = "busy"
+        res.error = str(exc)
     except BaseException as exc:  # noqa: BLE001 - a task reports every failure
         res.status = "failed"
         res.error = f"{type(exc).__name__}: {exc}"
@@ -391,7 +371,8 @@ class _Progress:
 
     def done(self, res: RunResult, n_done: int) -> None:
         s = self.specs[res.key]
-        msg = {"finished": "done", "skipped": "done before", "failed": "FAILED"}.get(res.status, res.status)
+        msg = {"finished": "done", "skipped": "done before", "busy": "being trained elsewhere",
+               "failed": "FAILED"}.get(res.status, res.status)
         if self.bar is not None:
             self.bar.update(self.tasks[res.key], completed=last_epoch(s.path), status=msg)
             self.bar.update(self.all, completed=n_done)

@@ -133,7 +133,7 @@ class InfoflowCallback(Callback):
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        if self.tracker is None:
+        if self.tracker is None or self.tracker.closed:
             self.tracker = self._make_tracker(trainer, pl_module)
         self._recording = self.record and self.tracker.is_logged(trainer.current_epoch + 1)
 
@@ -147,6 +147,11 @@ class InfoflowCallback(Callback):
         epoch = int(trainer.current_epoch) + 1
         self.tracker.end_epoch(self.network(pl_module), epoch, self.metrics(trainer))
         self._recording = False
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """Give back the probe's memory and the run's writer lock."""
+        if self.tracker is not None:
+            self.tracker.close()  # a later fit reopens the run (resume_from its epoch)
 
     # -- helpers --------------------------------------------------------------------------------
     def metrics(self, trainer: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ exactly 1,941,105 parameters like the original Keras model.
 
 The 23 probe layers are the layers with weights in forward order (methods.md section 2); each
 probe module's output is the layer's activation *after* its own activation function, so hooks
-on :func:`probe_modules` see what the paper analysed.
+on :func:`probe_modules` see what the paper analysed. Probe layers, skips and the claims' layer
+groups are stated once, as :data:`UNET_LAYOUT` (:meth:`UNet.layout` for a model's own skips).
 
 Initialisation: PyTorch's defaults, or with ``build_model(init="keras")`` the original's Keras
 defaults (Glorot-uniform kernels, zero biases; methods.md section 3).
@@ -18,34 +19,47 @@ defaults (Glorot-uniform kernels, zero biases; methods.md section 3).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..network import NetworkLayout
 
-#: Stable names of the 23 probe layers, in forward order (index = position).
-PROBE_LAYERS: tuple[str, ...] = (
-    "enc1.conv_a", "enc1.conv_b",  # 0, 1
-    "enc2.conv_a", "enc2.conv_b",  # 2, 3
-    "enc3.conv_a", "enc3.conv_b",  # 4, 5
-    "enc4.conv_a", "enc4.conv_b",  # 6, 7
-    "bottleneck.conv_a", "bottleneck.conv_b",  # 8, 9
-    "up4", "dec4.conv_a", "dec4.conv_b",  # 10, 11 (merge), 12
-    "up3", "dec3.conv_a", "dec3.conv_b",  # 13, 14 (merge), 15
-    "up2", "dec2.conv_a", "dec2.conv_b",  # 16, 17 (merge), 18
-    "up1", "dec1.conv_a", "dec1.conv_b",  # 19, 20 (merge), 21
-    "out",  # 22 (sigmoid)
+#: The paper's U-Net as a :class:`~infoflow.network.NetworkLayout` (Model 1: every skip present), the
+#: one statement of its 23 probe layers (forward order, index = position), its four skips
+#: ``(source, merge)`` -- each a concatenation into the first conv after it --, and the layer
+#: groups of the paper's claims (the layout rule gives the same). Models 2-4: :func:`unet_layout`.
+UNET_LAYOUT = NetworkLayout(
+    names=(
+        "enc1.conv_a", "enc1.conv_b",  # 0, 1
+        "enc2.conv_a", "enc2.conv_b",  # 2, 3
+        "enc3.conv_a", "enc3.conv_b",  # 4, 5
+        "enc4.conv_a", "enc4.conv_b",  # 6, 7
+        "bottleneck.conv_a", "bottleneck.conv_b",  # 8, 9
+        "up4", "dec4.conv_a", "dec4.conv_b",  # 10, 11 (merge), 12
+        "up3", "dec3.conv_a", "dec3.conv_b",  # 13, 14 (merge), 15
+        "up2", "dec2.conv_a", "dec2.conv_b",  # 16, 17 (merge), 18
+        "up1", "dec1.conv_a", "dec1.conv_b",  # 19, 20 (merge), 21
+        "out",  # 22 (sigmoid)
+    ),
+    skip_pairs=((1, 20), (3, 17), (5, 14), (7, 11)),  # top level first
+    joins=("cat", "cat", "cat", "cat"),
+    first_layers=(0, 1),
+    bottom_layers=tuple(range(8, 15)),
+    top_layers=(0, 1, 20, 21, 22),
+    encoder_layers=tuple(range(0, 10)),
 )
 
-#: Skip connections as (source layer, merge layer), top level first: 1->20, 3->17, 5->14, 7->11.
-SKIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 20), (3, 17), (5, 14), (7, 11))
+#: Views of :data:`UNET_LAYOUT`: probe-layer names; skips (1->20, 3->17, 5->14, 7->11); merge
+#: layers (the first conv after each concatenation, 11, 14, 17, 20).
+PROBE_LAYERS: tuple[str, ...] = UNET_LAYOUT.names
+SKIP_PAIRS: tuple[tuple[int, int], ...] = UNET_LAYOUT.skip_pairs
+MERGE_LAYERS: tuple[int, ...] = UNET_LAYOUT.merge_layers
 
-#: Merge layers (the first conv after each concatenation), in forward order.
-MERGE_LAYERS: tuple[int, ...] = (11, 14, 17, 20)
-
-#: Skip masks (1->20, 3->17, 5->14, 7->11) of the paper's Models 1-4.
+#: Skip masks (1->20, 3->17, 5->14, 7->11, the order of :data:`SKIP_PAIRS`) of the paper's Models 1-4.
 MODEL_SKIPS: dict[int, tuple[bool, bool, bool, bool]] = {
     1: (True, True, True, True),
     2: (False, True, True, True),
@@ -59,6 +73,33 @@ def skips_for_model(number: int) -> tuple[bool, bool, bool, bool]:
     if number not in MODEL_SKIPS:
         raise ConfigError(f"model number must be 1, 2, 3 or 4 (the paper's Models 1-4), got {number!r}")
     return MODEL_SKIPS[number]
+
+
+def unet_layout(skips: Sequence[bool] = (True,) * 4) -> NetworkLayout:
+    """The layout of infoflow's U-Net with skip mask ``skips`` (1->20, 3->17, 5->14, 7->11)."""
+    if len(skips) != 4:
+        raise ConfigError(f"skips must have 4 entries (1->20, 3->17, 5->14, 7->11), got {skips!r}")
+    return UNET_LAYOUT.with_present(skips)
+
+
+def layout_from_config(cfg: Mapping[str, Any]) -> NetworkLayout:
+    """The layout of a run's network from its ``config.json``: the ``"network"`` entry (any network,
+    :meth:`NetworkLayout.from_config`), else infoflow's U-Net with the skips of the ``"model"`` entry
+    (``skips``, else the paper's Model ``model``, Model 1 when neither is set). What plots, the
+    report and the claim checks read."""
+    net = cfg.get("network")
+    if isinstance(net, Mapping) and (net.get("probe_layers") is not None or net.get("skip_pairs") is not None):
+        return NetworkLayout.from_config(net)
+    model = cfg.get("model") or {}
+    skips = model.get("skips")
+    if skips is None:
+        number = model.get("model") or 1
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise ConfigError(f"model.model must be 1, 2, 3 or 4 (the paper's Models 1-4), got {number!r}") from None
+        skips = skips_for_model(number)
+    return unet_layout(tuple(bool(s) for s in skips))
 
 
 class ConvReLU(nn.Sequential):
@@ -163,10 +204,14 @@ class UNet(nn.Module):
         block, conv = name.split(".")
         return getattr(getattr(self, block), conv)
 
+    def layout(self) -> NetworkLayout:
+        """This model's layout: the paper's U-Net (:data:`UNET_LAYOUT`) with this model's skips present."""
+        return unet_layout(self.skips)
+
     @property
     def skip_pairs(self) -> tuple[tuple[int, int], ...]:
         """Skip connections present in this model, as (source layer, merge layer)."""
-        return tuple(pair for pair, on in zip(SKIP_PAIRS, self.skips) if on)
+        return self.layout().present_pairs
 
     @property
     def merge_layers(self) -> tuple[int, ...]:

@@ -24,10 +24,10 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ..errors import InfoflowError
+from ..errors import InfoflowError, RunDamaged
 from ..runs import RunDir
 from . import _data
-from ._data import CODE_UPLOT_EPOCHS, Network, Selection, network_from_config, select, uplot_epochs
+from ._data import CODE_UPLOT_EPOCHS, Selection, select, uplot_epochs
 from ._style import png_bytes, savefig
 from .curves import default_label, dice_curves, group_runs, layer_stats, mi_vs_epoch
 from .masks import class_examples, predicted_masks
@@ -36,9 +36,9 @@ from .quality import quality_selection, uplot_intervals
 from .uplots import draw_skips, uplot, uplots
 
 __all__ = [
-    "CODE_UPLOT_EPOCHS", "FIGURES", "Network", "Selection", "class_examples", "default_label", "dice_curves",
+    "CODE_UPLOT_EPOCHS", "FIGURES", "Selection", "class_examples", "default_label", "dice_curves",
     "draw_skips", "group_runs", "information_planes", "layer_stats", "make_figures", "mi_vs_epoch",
-    "network_from_config", "plot_run", "png_bytes", "predicted_masks", "quality_selection", "savefig", "select",
+    "plot_run", "png_bytes", "predicted_masks", "quality_selection", "savefig", "select",
     "uplot", "uplot_epochs", "uplot_intervals", "uplots",
 ]  # fmt: skip
 
@@ -90,6 +90,8 @@ def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: st
             continue
         try:
             figs[stem] = makers[stem]()
+        except RunDamaged:  # a damaged file is an error, never a figure quietly left out
+            raise
         except InfoflowError as exc:  # RunError, missing tables: the run cannot give this figure
             skipped[stem] = str(exc)
     return figs, skipped

@@ -1,10 +1,9 @@
-"""From runs (or tables) to the numbers a figure draws: selections, seed aggregates, networks."""
+"""From runs (or tables) to the numbers a figure draws: selections, seed aggregates, network layouts."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -13,6 +12,8 @@ import pandas as pd
 
 from ..errors import InfoflowError, RunError
 from ..estimators.table import DEFAULT_ESTIMATOR, DEFAULT_LABELS, Selection, select  # noqa: F401
+from ..models.unet import layout_from_config
+from ..network import NetworkLayout
 from ..runs import RunDir
 
 Source = Union[RunDir, str, os.PathLike, pd.DataFrame]
@@ -188,58 +189,13 @@ def interval_table(unc: pd.DataFrame, sel: Selection) -> pd.DataFrame:
 
 
 # -- network layout -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Network:
-    """Probe layers and skip connections of the run's network (for U-Plot annotations)."""
-
-    names: tuple[str, ...]
-    skips: tuple[tuple[int, int], ...]  # every skip position of the architecture (source, merge)
-    present: tuple[bool, ...]  # which of them this model has
-
-    @property
-    def merges(self) -> tuple[int, ...]:
-        return tuple(sorted({m for _, m in self.skips}))
-
-    @property
-    def present_pairs(self) -> tuple[tuple[int, int], ...]:
-        return tuple(p for p, on in zip(self.skips, self.present) if on)
-
-    @property
-    def removed_pairs(self) -> tuple[tuple[int, int], ...]:
-        return tuple(p for p, on in zip(self.skips, self.present) if not on)
-
-
-def unet_network(mask: Sequence[bool] = (True,) * 4) -> Network:
-    from ..models.unet import PROBE_LAYERS, SKIP_PAIRS
-
-    return Network(tuple(PROBE_LAYERS), tuple(tuple(p) for p in SKIP_PAIRS), tuple(bool(s) for s in mask))
-
-
-def network_from_config(cfg: Mapping[str, Any]) -> Network:
-    """``config["network"]`` (probe_layers, skip_pairs) for other networks, else the U-Net's skips."""
-    net = cfg.get("network")
-    if isinstance(net, Mapping) and (net.get("probe_layers") is not None or net.get("skip_pairs") is not None):
-        pairs = tuple((int(a), int(b)) for a, b in (net.get("skip_pairs") or []))
-        names = tuple(str(n) for n in (net.get("probe_layers") or []))
-        return Network(names, pairs, (True,) * len(pairs))
-    model = cfg.get("model") or {}
-    from ..models.unet import skips_for_model
-
-    skips = model.get("skips")
-    if skips is None:
-        try:
-            skips = skips_for_model(int(model.get("model") or 1))
-        except (InfoflowError, TypeError, ValueError):
-            skips = (True,) * 4
-    return unet_network(skips)
-
-
-def network_of(source: Any, network: Network | None = None) -> Network | None:
+def network_of(source: Any, network: NetworkLayout | None = None) -> NetworkLayout | None:
+    """``network``, else the layout of the first run in ``source`` (from its config.json), else None."""
     if network is not None:
         return network
     run = first_run(source)
     if run is not None:
-        return network_from_config(run.read_config())
+        return layout_from_config(run.read_config())
     return None
 
 

@@ -33,10 +33,9 @@ def prediction_inputs(run: RunDir, n: int) -> tuple[np.ndarray | None, np.ndarra
     if stored is not None:
         return stored["images"][:n], stored["masks"][:n]
     try:
-        from ..config import RunConfig
         from ..data import load_splits
 
-        splits = load_splits(RunConfig.from_dict(run.read_config()).data, progress=False)
+        splits = load_splits(run.config().data, progress=False)
         return splits.test.images[:n], splits.test.masks[:n]
     except Exception:  # data moved or unreadable: figures without inputs  # noqa: BLE001
         return None, None

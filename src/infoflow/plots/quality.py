@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..errors import InfoflowError
+from ..models.unet import layout_from_config
+from ..network import NetworkLayout
 from ..runs import RunDir
 from . import _data, _style
 from .uplots import draw_ceiling, layer_axis
@@ -65,7 +67,7 @@ def quality_selection(unc: pd.DataFrame, *, epoch: int | None = None, labels: st
 
 def uplot_intervals(unc: Any, *, epoch: int | None = None, labels: str | None = None,
                     estimator: str = "kde_upper", settings: Sequence[str] | None = None,
-                    network: _data.Network | None = None, run: RunDir | str | os.PathLike | None = None,
+                    network: NetworkLayout | None = None, run: RunDir | str | os.PathLike | None = None,
                     fig: Figure | None = None, title: str | None = None) -> Figure:
     """Estimates with intervals, permutation baselines and ceilings against layer index.
 
@@ -101,7 +103,7 @@ def uplot_intervals(unc: Any, *, epoch: int | None = None, labels: str | None = 
     rows = table[(table["estimator"].astype(str) == est) & (table["epoch"] == e)]
     run_dir = _data.as_run(run) if run is not None else None
     net = network if network is not None else (
-        _data.network_from_config(run_dir.read_config()) if run_dir is not None else None)
+        layout_from_config(run_dir.read_config()) if run_dir is not None else None)
     ncols = len(sts)
     if fig is None:
         fig = _style.new_figure(max(7.0, 0.8 + 3.5 * ncols), 6.8)

@@ -12,6 +12,7 @@ from matplotlib import transforms as mtransforms
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..network import NetworkLayout
 from . import _data, _style
 
 #: Fraction of the y axis the data may use; the band above holds the skip-connection arcs.
@@ -20,7 +21,7 @@ DATA_FRACTION = 0.78
 
 def uplot(source: Any, quantity: str = "I_XM", *, epochs: Sequence[int] | None = None,
           estimator: str | None = None, setting: str | None = None, labels: str | None = None,
-          network: _data.Network | None = None, ax: Axes | None = None, colorbar: bool = True,
+          network: NetworkLayout | None = None, ax: Axes | None = None, colorbar: bool = True,
           uncertainty: Any = None) -> Figure:
     """One U-Plot: ``quantity`` (``"I_XM"`` or ``"I_YM"``) against probe-layer index.
 
@@ -94,7 +95,7 @@ def draw_ceiling(ax: Axes, value: float, text: str, *, ls: str = "--", gid: str 
 
 
 def layer_axis(ax: Axes, layers: Sequence[int], *, bottom: float, top: float, ylabel: str | None,
-               network: _data.Network | None = None) -> None:
+               network: NetworkLayout | None = None) -> None:
     """The x axis of a U-Plot (one tick per probe layer) and a y range whose top ``DATA_FRACTION``
     holds the data (``top``) and leaves room above for the skip arcs; merges and skips of
     ``network`` (:func:`draw_skips`)."""
@@ -110,16 +111,16 @@ def layer_axis(ax: Axes, layers: Sequence[int], *, bottom: float, top: float, yl
         draw_skips(ax, network)
 
 
-def draw_skips(ax: Axes, net: _data.Network) -> None:
+def draw_skips(ax: Axes, net: NetworkLayout) -> None:
     """Merge-layer markers and skip arcs (in the band above DATA_FRACTION of the y axis)."""
     trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
     present = set(net.present_pairs)
     merging = {m for _, m in net.present_pairs}
-    for m in net.merges:
+    for m in net.merge_layers:
         on = m in merging
         ax.axvline(m, ymax=DATA_FRACTION, ls=":", lw=1.0 if on else 0.8, color="0.3" if on else "0.7", zorder=0,
                    gid=f"merge-{m}")
-    spans = sorted(net.skips, key=lambda p: p[1] - p[0])
+    spans = sorted(net.skip_pairs, key=lambda p: p[1] - p[0])
     base = DATA_FRACTION + 0.01
     room = 0.985 - base
     for k, (s, m) in enumerate(spans):
@@ -135,7 +136,7 @@ def draw_skips(ax: Axes, net: _data.Network) -> None:
 
 
 def uplots(source: Any, *, epochs: Sequence[int] | None = None, estimator: str | None = None,
-           setting: str | None = None, labels: str | None = None, network: _data.Network | None = None,
+           setting: str | None = None, labels: str | None = None, network: NetworkLayout | None = None,
            fig: Figure | None = None, title: str | None = None, uncertainty: Any = None) -> Figure:
     """Both U-Plots side by side (I(X;M_i) left, I(Y;M_i) right) with one epoch colour bar;
     ``uncertainty`` as in :func:`uplot` (error bars from the I_XM and I_YM rows)."""

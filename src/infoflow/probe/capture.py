@@ -7,54 +7,15 @@ exposes them). Layers may also be given by name (``model.get_submodule(name)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ProbeError
-
-#: What ``layers`` arguments accept: ``[(name, module), ...]``, ``[name, ...]`` (submodule paths of
-#: the model) or a mapping ``{name: module}``.
-LayerSpec = Union[Sequence[Union[tuple[str, nn.Module], str]], Mapping[str, nn.Module]]
-
-
-def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[tuple[str, nn.Module]]:
-    """Normalise ``layers`` to a list of ``(name, module)`` pairs of submodules of ``model``.
-
-    Raises :class:`ProbeError` for an empty list, a repeated name, an unknown submodule path or
-    a module that is not part of ``model``.
-    """
-    items = list(layers.items()) if isinstance(layers, Mapping) else list(layers)
-    if not items:
-        raise ProbeError("no probe layers given")
-    own = {id(m) for m in model.modules()}
-    out: list[tuple[str, nn.Module]] = []
-    seen: set[str] = set()
-    for item in items:
-        if isinstance(item, str):
-            try:
-                module = model.get_submodule(item)
-            except AttributeError as exc:
-                raise ProbeError(f"probe layer {item!r} is not a submodule of {type(model).__name__}") from exc
-            name = item
-        else:
-            try:
-                name, module = item
-            except (TypeError, ValueError) as exc:
-                raise ProbeError(f"a probe layer must be a name or a (name, module) pair, got {item!r}") from exc
-            name = str(name)
-            if not isinstance(module, nn.Module):
-                raise ProbeError(f"probe layer {name!r} is not a torch.nn.Module (got {type(module).__name__})")
-            if id(module) not in own:
-                raise ProbeError(f"probe layer {name!r} ({type(module).__name__}) is not part of the model")
-        if name in seen:
-            raise ProbeError(f"probe layer name {name!r} is given twice")
-        seen.add(name)
-        out.append((name, module))
-    return out
+from ..network.probe_layers import LayerSpec, resolve_layers
 
 
 def output_tensor(name: str, output: Any) -> torch.Tensor:

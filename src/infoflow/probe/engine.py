@@ -27,8 +27,10 @@ How it bounds memory
    (:func:`infoflow.probe.distances.pairwise_sq_dists`, which also checks finiteness), its
    binned-symbol ids are found (:func:`bin_symbol_ids`) and its blocks are freed.
 
-Binned symbols: for bin size b, a sample's symbol at a layer is the vector ``floor(m / b)`` of its
-float32 activations (the division in float32, b rounded to float32). Columns that cannot tell two
+Binned symbols: for bin size b, a sample's symbol at a layer is the vector of bin indices
+``floor(m / b)`` of its float32 activations (the division in float32, b rounded to float32), as
+:func:`infoflow.estimators.binning.bin_index` defines it for the whole package; digests are its
+:func:`~infoflow.estimators.binning.symbol_digests` (SHA-256). Columns that cannot tell two
 samples apart (equal in every sample, or with min and max in one bin) are left out; samples too
 far apart in the distance matrix to share a symbol get ids of their own without any reading;
 the others are split into groups of equal symbols by SHA-256 digests of growing column chunks
@@ -41,21 +43,13 @@ faults for every batch's outputs and between passes), and the pass that holds th
 runs first, so the others reuse its memory; at the end the free memory is given back (unless a
 caller holds it longer: ``MITracker`` keeps it between logged epochs).
 
-Cost (measured with ``bench/bench_mi.py``, 2-core CPU, quiet): the paper's U-Net (1.52 GFLOP
-forward per 128 x 128 sample), 605 DSB images, all 23 layers (6.07 GB of float32 activations),
-budget 4 GiB (2 passes: all layers from enc3 on, then enc1-enc2; peak RSS 5.3-5.6 GB), bin size
-0.1, K-means classes, a logged epoch after the first: 18.0-18.6 s (forward passes 8.0-8.2 s,
-distances 9.4-9.9 s, bin ids 0.2 s), 1.11 times the lower bound of one plain forward pass plus
-the distance products at the float32 matmul peak (the first logged epoch of a process 19.3-20.7 s).
-The distances are float64 Grams for most layers: the images' activations are strongly correlated
-even after centring, so float32 products cannot vouch for most pairs to 1e-5, and many pairs lie
-within ``near``. ``ProbeResult.timings`` has the breakdown of each call.
+Cost: the forward passes (the second and later ones stop at their last layer) and the distance
+products are the bulk; docs/ARCHITECTURE.md, "Cost of a logged epoch", has the measured figures.
+``ProbeResult.timings`` has the breakdown of each call.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import sys
 import time
 import warnings
@@ -71,9 +65,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ProbeError
-from ..layers import model_device
+from ..estimators.binning import bin_index, symbol_digests
+from ..network import model_device
 from .capture import LayerSpec, forward_hooks, output_tensor, resolve_layers
-from .distances import DEFAULT_NEAR, NonFiniteError, RowBlocks, pairwise_sq_dists
+from .distances import NonFiniteError, RowBlocks, pairwise_sq_dists
 from .heap import retained_heap
 
 
@@ -98,7 +93,7 @@ class ProbeResult:
     peak_bytes_held: int  # most activation bytes held at once (the kept float32 outputs of one group)
     groups: list[list[str]] = field(default_factory=list)  # layer names per forward pass, in order
     flops: list[int] = field(default_factory=list)  # cumulative forward FLOPs of one sample at each layer (0s: one pass, not counted)
-    dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier
+    dist_stats: list[dict] = field(default_factory=list)  # per layer: pairs taken from each distance tier, columns kept
     timings: dict[str, float] = field(default_factory=dict)  # seconds: dry_run (incl. any FLOP count), forward (passes, keeping the outputs), hash (bin ids), distances, input
 
 
@@ -150,23 +145,12 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _symbol_digests(vals: Any, bin_size: float) -> list[bytes]:
-    """SHA-256 digests of the rows of floor(vals / b) (vals float32 and finite, (B, K); numpy or torch).
-
-    The symbols are hashed as the integral float32 values themselves (-0.0 made +0.0), so two
-    rows get the same digest exactly when their symbols are equal, at any magnitude (no int32
-    range). SHA-256 runs at ~1.9 GB/s here (CPU SHA extensions), twice BLAKE2b.
-    """
-    if isinstance(vals, torch.Tensor):
-        q = vals / torch.tensor(bin_size, dtype=torch.float32, device=vals.device)  # float32 division
-        q.floor_()
-        q.add_(0.0)  # -0.0 -> +0.0
-        rows = q.cpu().numpy()
-    else:
-        rows = vals / np.float32(bin_size)
-        np.floor(rows, out=rows)
-        rows += 0.0
-    rows = np.ascontiguousarray(rows)
-    return [hashlib.sha256(memoryview(rows[r])).digest() for r in range(rows.shape[0])]
+    """Digests of the rows' binned symbols (vals finite, (B, K); numpy or torch): the one binned
+    symbol of :mod:`infoflow.estimators.binning` (:func:`bin_index`: float32 division, integral
+    float32 values; :func:`symbol_digests`: SHA-256, ~1.9 GB/s here with CPU SHA extensions).
+    ``vals`` is a scratch buffer of the caller's and is binned in place when it is float32 numpy."""
+    own = isinstance(vals, np.ndarray) and vals.dtype == np.float32 and vals.flags.writeable
+    return symbol_digests(bin_index(vals, bin_size=bin_size, out=vals if own else None))
 
 
 _FIRST_STRIDE = 64  # first look at the candidate rows: every 64th column, spread over the whole layer
@@ -198,8 +182,8 @@ def bin_symbol_ids(acts: Any, dist: np.ndarray, bin_size: float) -> np.ndarray:
     (:func:`~infoflow.probe.distances.pairwise_sq_dists`), used to skip work: two rows can share a
     symbol only if every coordinate differs by less than about b, i.e. ``dist <= D b'^2`` with
     ``b' = b (1 + 2^-22 (max|a| / b + 2))`` (the float32 division's rounding; the threshold gets a
-    further 0.1% for the distances' relative error, 1e-5). Columns equal in every row are left out
-    (D counts the others), and so are columns whose min and max fall in one bin (``floor`` and the
+    further 0.1% for the distances' relative error, at most 1e-4). Columns equal in every row are
+    left out (D counts the others), and so are columns whose min and max fall in one bin (``floor`` and the
     rounded division are monotone, so every row has the same symbol there). Rows with no partner
     get ids of their own. The others start as one group, which column sets split by the SHA-256
     digests of the rows' symbols there (every 64th column first, then contiguous chunks that
@@ -211,12 +195,12 @@ def bin_symbol_ids(acts: Any, dist: np.ndarray, bin_size: float) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     b32 = float(np.float32(bin_size))
-    # floor(m / b) is monotone in m (so is the rounded division): a column whose min and max fall
-    # in one bin gives every row the same symbol there and cannot split a group
-    dt = np.float32 if x.dtype == torch.float32 else np.float64
+    # the bin index is monotone in m (so are the rounding to float32 and the rounded division): a
+    # column whose min and max fall in one bin gives every row the same symbol there and cannot
+    # split a group
     assert x.lo is not None and x.hi is not None
-    lo_q = np.floor(x.lo.astype(dt) / dt(bin_size))
-    hi_q = np.floor(x.hi.astype(dt) / dt(bin_size))
+    lo_q = bin_index(x.lo, bin_size=bin_size)
+    hi_q = bin_index(x.hi, bin_size=bin_size)
     splitting = np.flatnonzero(~(lo_q == hi_q))
     absmax = float(max(np.abs(x.lo).max(), np.abs(x.hi).max())) if d else 0.0
     slack = b32 * (1.0 + 2.0**-22 * (absmax / b32 + 2.0))
@@ -371,7 +355,7 @@ def probe_layers(
     bin_sizes: Sequence[float] = (),
     include_input: bool = True,
     progress: bool = False,
-    near: float = DEFAULT_NEAR,
+    near: float | None = None,
 ) -> ProbeResult:
     """Distance matrices (and binned symbol ids) of every probe layer for the probe set ``images``.
 
@@ -383,7 +367,8 @@ def probe_layers(
     ``device``: where the forward passes run and the kept outputs live; None: the model's device.
     ``bin_sizes``: bin sizes b of the binning estimator; ``codes[b]`` holds the symbol ids.
     ``include_input``: also compute ``dist_input``, the distances of the flattened images.
-    ``near``: passed to :func:`~infoflow.probe.distances.pairwise_sq_dists` (exact below it).
+    ``near``: accepted and unused (the distances' tolerance is relative, see
+    :mod:`infoflow.probe.distances`).
     """
     t_start = time.perf_counter()
     pairs = resolve_layers(model, layers)
@@ -479,7 +464,7 @@ def probe_layers(
                 rows = RowBlocks(kept.pop(i)).varying()  # constant columns dropped once, for both
                 st: dict = {}
                 try:
-                    dist[i] = pairwise_sq_dists(rows, near=near, stats=st)
+                    dist[i] = pairwise_sq_dists(rows, stats=st)
                 except NonFiniteError:
                     raise ProbeError(f"probe layer {pairs[i][0]!r} produced NaN or infinite activations") from None
                 dist_stats[i] = st
@@ -493,7 +478,7 @@ def probe_layers(
         dist_input = None
         if include_input:
             t0 = time.perf_counter()
-            dist_input = pairwise_sq_dists(x_all.reshape(n, -1), near=near)
+            dist_input = pairwise_sq_dists(x_all.reshape(n, -1))
             timings["input"] = time.perf_counter() - t0
     finally:
         heap.close()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InfoflowError, RunError
+from ..errors import InfoflowError, RunDamaged, RunError
 from ..runs import RunDir, atomic_write_text
 
 #: A claims table another tool may leave in a run: columns claim, status, detail.
@@ -67,7 +67,9 @@ def data_facts(run: RunDir) -> dict[str, Any]:
             facts["validation images"] = int(m.group(2))
     try:
         pf = run.load_probe()
-    except RunError:
+    except RunDamaged:
+        raise
+    except RunError:  # a run without MI has no probe.npz
         return {k: v for k, v in facts.items() if v is not None}
     from ..estimators import entropy_bits
 
@@ -340,6 +342,8 @@ def _comparison_section(runs: list[RunDir], dpi: int, figure_kwargs: Mapping[str
         try:
             planes = information_planes(members, title=f"{label}, {len(members)} runs: ", **sel)
             up = uplots(members, title=f"{label}, {len(members)} runs: ", **sel)
+        except RunDamaged:
+            raise
         except InfoflowError as exc:
             parts.append(f'<p class="skip">{_e(label)}: seed figures not drawn ({_e(exc)})</p>')
             continue

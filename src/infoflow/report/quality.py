@@ -15,7 +15,6 @@ table (``infoflow report --quality``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shlex
@@ -25,26 +24,22 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InfoflowError, RunError
+from ..errors import InfoflowError, RunDamaged, RunError
 from ..estimators.table import near_ceiling
 from ..runs import RunDir
 from .html import _e
 
 __all__ = [
     "QUALITY_WIDTHS", "QUALITY_REPEATS", "QUALITY_PERMUTATIONS", "find_uncertainty", "find_robustness",
-    "robustness_files", "read_robustness", "quality_rows", "quality_html", "robustness_html", "compute_quality",
+    "robustness_files", "read_robustness", "quality_rows", "quality_html", "robustness_html",
     "quality_command", "robustness_command",
 ]  # fmt: skip
 
-ESTIMATES = "estimates"
-UNCERTAINTY_GLOB = "*.uncertainty.csv"
-ROBUSTNESS_GLOB = "*.robustness.csv"
-ROBUSTNESS_SUMMARY_GLOB = "*.robustness-summary.csv"
 #: Kernel widths of ``infoflow report --quality``: the run's noise variance(s), two relative, Silverman.
 QUALITY_WIDTHS: tuple[str, ...] = ("fixed", "rel:0.1", "rel:1", "silverman")
 QUALITY_REPEATS = 10
 QUALITY_PERMUTATIONS = 20
-QUALITY_ESTIMATOR = "kde_upper"
+QUALITY_ESTIMATOR = "kde_upper"  # what `infoflow report --quality` computes (the CLI), and the report suggests
 _KIND_ORDER = {"fixed": 0, "rel": 1, "silverman": 2}
 MARK_CEILING = "&#9650;"  # the estimates table's mark too
 MARK_CHANCE = "&#9675;"
@@ -67,7 +62,7 @@ def _newest(paths: Sequence[Path]) -> Path | None:
 
 def find_uncertainty(run: RunDir) -> Path | None:
     """The newest ``RUN/estimates/*.uncertainty.csv``, or None."""
-    return _newest(sorted((run.path / ESTIMATES).glob(UNCERTAINTY_GLOB)))
+    return run.newest_estimate("uncertainty")
 
 
 def robustness_files(path: str | os.PathLike) -> tuple[Path | None, Path | None]:
@@ -88,8 +83,8 @@ def robustness_files(path: str | os.PathLike) -> tuple[Path | None, Path | None]
 
 def find_robustness(run: RunDir) -> tuple[Path | None, Path | None]:
     """``(verdicts, summary)`` of the newest robustness result in ``RUN/estimates`` (None, None)."""
-    folder = run.path / ESTIMATES
-    newest = _newest(sorted(folder.glob(ROBUSTNESS_GLOB)) + sorted(folder.glob(ROBUSTNESS_SUMMARY_GLOB)))
+    newest = _newest([p for p in (run.newest_estimate("robustness"), run.newest_estimate("robustness-summary"))
+                      if p is not None])
     return robustness_files(newest) if newest is not None else (None, None)
 
 
@@ -317,34 +312,6 @@ def robustness_command(run: RunDir) -> str:
     return f"infoflow estimate {shlex.quote(str(run.path))} --width {','.join(QUALITY_WIDTHS)} --robustness"
 
 
-def compute_quality(run: RunDir | str | os.PathLike, *, widths: Sequence[str] = QUALITY_WIDTHS,
-                    epochs: Sequence[int] | None = None, estimators: str = QUALITY_ESTIMATOR,
-                    repeats: int = QUALITY_REPEATS, permutations: int = QUALITY_PERMUTATIONS,
-                    progress: bool = False) -> Path:
-    """Write an uncertainty table of ``run`` with cheap defaults and return its path: kernel widths
-    :data:`QUALITY_WIDTHS` (``fixed`` = the run's noise variance(s)), the last logged epoch with
-    stored matrices (or ``epochs``), ``kde_upper``, 10 subsets per size, 20 permutations. The file
-    is ``RUN/estimates/mi-<tag>.uncertainty.csv`` (with ``.subsamples.csv``), where ``infoflow
-    estimate --width ... --uncertainty`` would write it (:func:`infoflow.uncertainty.write_uncertainty`)."""
-    from ..config import RunConfig
-    from ..estimators.widths import parse_widths
-    from ..tracker import estimates_path
-    from ..uncertainty import write_uncertainty
-
-    rd = run if isinstance(run, RunDir) else RunDir.open(run)
-    stored = rd.matrix_epochs()
-    if not stored:
-        raise RunError(f"{rd.path} has no stored distance matrices (matrices/): an uncertainty table needs them")
-    todo = [stored[-1]] if epochs is None else [int(e) for e in epochs]
-    mi = RunConfig.from_dict(rd.read_config()).mi
-    mi = dataclasses.replace(mi, widths=tuple(w.spec() for w in parse_widths(list(widths))))
-    out = estimates_path(rd, mi)
-    summary, _, path, _ = write_uncertainty(rd, out, mi, estimators=estimators, epochs=todo, repeats=repeats,
-                                            permutations=permutations, progress=progress)
-    rd.log(f"report --quality: uncertainty of epoch(s) {todo} -> {path} ({len(summary)} rows)")
-    return path
-
-
 # -- the two sections of one run -------------------------------------------------------------------
 
 def _shown(title: str, where: str, explicit: bool, render) -> str:
@@ -352,7 +319,7 @@ def _shown(title: str, where: str, explicit: bool, render) -> str:
     try:
         return render()
     except InfoflowError as exc:
-        if explicit:
+        if explicit or isinstance(exc, RunDamaged):
             raise
         return f'<p class="skip">{title}: {_e(where)} not shown ({_e(exc)}).</p>'
 
