@@ -277,6 +277,22 @@ def test_claim4_undecided_when_prediction_rests_on_ceiling():
     assert status(table, "1") == "undecided"
 
 
+@pytest.mark.parametrize("model2, without_ceiling", [
+    (12, "pass"),    # matches in time
+    (80, "fail"),    # matches only at 80 > 3 x 14
+])
+def test_claim4_prediction_at_ceiling_decides_neither_way(model2, without_ceiling):
+    """A predicted epoch read off a layer at its ceiling is the ceiling's: neither its agreement
+    nor its failure is evidence."""
+    m = {"Model 1": dice_curve(10), "Model 2": dice_curve(model2), "Model 3": dice_curve(40),
+         "Model 4": dice_curve(None)}
+    table, _ = evaluate_claims(make_mi(), m, REMOVED)
+    assert status(table, "4 Model 2") == without_ceiling
+    table, _ = evaluate_claims(make_mi(h_y=MAXI), m, REMOVED)
+    assert status(table, "4 Model 2") == "undecided"
+    assert "rests on an estimate at its ceiling" in table.set_index("claim").loc["4 Model 2", "detail"]
+
+
 def test_seeds_use_the_median_and_report_the_spread():
     def shifted(k):
         def iy(layer, e):

@@ -83,6 +83,9 @@ def test_claims_command_on_the_reproduction(smoke, capsys, tmp_path):
     text = capsys.readouterr().out
     assert "claim 4 Model 4" in text
     assert (tmp_path / "claims.md").exists()
+    # the reproduction's profile thresholds (smoke: early_epochs 2, not the default 10)
+    assert "claim thresholds of the reproduction" in text
+    assert "`early_epochs` = 2" in (tmp_path / "claims.md").read_text()
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):

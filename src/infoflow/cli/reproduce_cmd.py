@@ -92,6 +92,7 @@ def claims_command(
     """Check the paper's claims on finished runs and print each with its numbers."""
     from ..experiments.claims import ClaimThresholds, claims_from_runs, claims_markdown, print_claims
     from ..runs import RunDir, atomic_write_text
+    from .estimate_cmd import _reproduction_thresholds
     from .train_cmd import parse_set
 
     dirs: list[Path] = []
@@ -102,7 +103,11 @@ def claims_command(
             dirs += sorted(p.parent for p in r.glob("*/config.json"))
     if not dirs:
         raise ConfigError(f"no run directories in {', '.join(map(str, runs))}")
-    th = ClaimThresholds().with_(**parse_set(thresholds))
+    # a reproduction's runs are checked with its profile's thresholds (and its --threshold overrides)
+    found = _reproduction_thresholds([RunDir(d) for d in dirs])
+    th = (found[0] if found else ClaimThresholds()).with_(**parse_set(thresholds))
+    if found:
+        typer.echo(f"claim thresholds of the reproduction ({found[1]}), then --threshold")
     table, extras = claims_from_runs([RunDir.open(d) for d in dirs], thresholds=th, estimator=estimator,
                                      settings=[setting] if setting else "all", labels=labels)
     print_claims(table, typer.echo)

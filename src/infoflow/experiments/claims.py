@@ -100,7 +100,8 @@ Claim 4 (skips redundant once the deeper merge layer reaches the maximum)
     prediction ``p`` is a failure when the run lasted beyond ``agree_factor`` x max(p, ...), else
     undecided (too short to tell). An agreement that rests on an estimate at its ceiling (the
     deeper layer at its ceiling at its reach epoch, or a maximum that is itself at its ceiling)
-    is undecided; a "never" is not affected by ceilings.
+    is undecided, and so is a failure of a predicted epoch that rests on one (the epoch is the
+    ceiling's, not the network's); a "never" is not affected by ceilings.
 
 Too few logged epochs (fewer than ``min_logged``) make every MI claim undecided.
 
@@ -853,14 +854,16 @@ def agreement(predicted: float, outcome: float, ref_match: float, last_epoch: in
     if math.isfinite(outcome):
         if outcome <= bound:
             note = " (earlier than predicted)" if outcome < predicted / th.agree_factor else ""
-            if ceiling:
-                return UNDECIDED, (f"matched at {int(outcome)} <= {th.agree_factor:g} x {int(expect)}{note}, but the "
-                                   f"prediction rests on an estimate at its ceiling")
-            return PASS, f"matched at {int(outcome)} <= {th.agree_factor:g} x {int(expect)}{note}"
-        return FAIL, f"matched only at {int(outcome)} > {th.agree_factor:g} x {int(expect)}"
-    if last_epoch < bound:
+            status, why = PASS, f"matched at {int(outcome)} <= {th.agree_factor:g} x {int(expect)}{note}"
+        else:
+            status, why = FAIL, f"matched only at {int(outcome)} > {th.agree_factor:g} x {int(expect)}"
+    elif last_epoch < bound:
         return UNDECIDED, f"never matched, but the run ended at {last_epoch} < {th.agree_factor:g} x {int(expect)}"
-    return FAIL, f"never matched by epoch {last_epoch} although predicted from epoch {int(predicted)}"
+    else:
+        status, why = FAIL, f"never matched by epoch {last_epoch} although predicted from epoch {int(predicted)}"
+    if ceiling:  # a predicted epoch read off a layer at its ceiling is the ceiling's, not the network's
+        return UNDECIDED, f"{why}, but the prediction rests on an estimate at its ceiling"
+    return status, why
 
 
 def _paper(claim: str, key: str) -> str:
