@@ -26,6 +26,7 @@ from .estimators.widths import parse_width
 MASK_RULES = ("code", "linear")
 INITS = ("keras", "torch")
 OPTIMIZERS = ("sgd", "adam")
+AUTOCASTS = ("none", "bf16", "tf32")  # train.autocast (infoflow.speed.step_precision)
 SCHEDULES = ("code", "log", "all", "custom")  # custom: a list of epochs given to the Tracker API
 PROBE_SETS = ("train", "test", "all")
 LABELINGS = ("kmeans", "coarse")
@@ -87,7 +88,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     channels_last: bool = True  # NHWC memory format: 20-25% faster on CPU
     checkpoint_every: int = 1  # write a checkpoint every k epochs (and at logged epochs and the end)
-    num_threads: int | None = None  # torch intra-op threads; None: torch's default
+    num_threads: int | str | None = None  # torch intra-op threads: an integer, "auto" (the cores other processes leave free now, re-checked every 10 s; infoflow.speed) or None (torch's default)
+    autocast: str = "none"  # precision of the training step's forward: "none" (float32), "bf16" (bfloat16 autocast, CPU or CUDA) or "tf32" (CUDA's float32 products in TF32; nothing on a CPU); MI is always from float32 activations
     n_predictions: int = 4  # fixed validation images whose predicted masks are stored at logged epochs
 
     def __post_init__(self) -> None:
@@ -112,7 +114,7 @@ class MIConfig:
     estimators: tuple[str, ...] = ("kde", "bin", "renyi")  # which estimators to run online
     widths: tuple[str, ...] = ("fixed",)  # kernel widths of KDE and Renyi: "fixed" (each noise_var, the paper's), "fixed:S2", "rel:F" (F x median pairwise squared distance), "silverman[:F]" (see docs/estimates.md)
     permutations: int = 20  # label permutations of the I(Y;M) baseline column (0: none)
-    memory_budget_gb: float = 4.0  # activations held at once while building distance matrices (paper scale, N = 605: 4 GiB gives one full pass plus a short one up to enc2)
+    memory_budget_gb: float | str = "auto"  # GiB of activations held at once while building distance matrices, or "auto": half the free memory of a CUDA device (read at each logged epoch; paper scale, N = 605, needs 5.65 GiB for one pass), 4 GiB elsewhere (one full pass plus a short one up to enc2 at paper scale)
     batch_size: int = 32  # probe forward batch size
     retain_memory: bool = True  # keep freed memory in the process from the first logged epoch until the tracker closes (glibc): later logged epochs reuse it without page faults, and the process stays near the probe's peak memory meanwhile
     store_matrices: bool = True  # keep distance matrices in the run (needed by `infoflow estimate`)
@@ -291,7 +293,11 @@ def _check_ranges(section: Any, prefix: str) -> None:
         if section.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", section.device):
             _fail(k("device"), "auto, cpu, cuda or cuda:N", section.device)
         _at_least(k("checkpoint_every"), section.checkpoint_every, 1)
-        _at_least(k("num_threads"), section.num_threads, 1, optional=True)
+        if isinstance(section.num_threads, str) and section.num_threads != "auto":
+            _fail(k("num_threads"), "an integer >= 1, auto or null", section.num_threads)
+        if not isinstance(section.num_threads, str):
+            _at_least(k("num_threads"), section.num_threads, 1, optional=True)
+        _one_of(k("autocast"), section.autocast, AUTOCASTS)
         _at_least(k("n_predictions"), section.n_predictions, 0)
     elif isinstance(section, MIConfig):
         _one_of(k("probe"), section.probe, PROBE_SETS)
@@ -325,7 +331,10 @@ def _check_ranges(section: Any, prefix: str) -> None:
             except InfoflowError as exc:
                 raise ConfigError(f"setting {k('widths')}: {exc}") from None
         _at_least(k("permutations"), section.permutations, 0)
-        _positive(k("memory_budget_gb"), section.memory_budget_gb)
+        if isinstance(section.memory_budget_gb, str) and section.memory_budget_gb != "auto":
+            _fail(k("memory_budget_gb"), "a positive number of GiB or auto", section.memory_budget_gb)
+        if not isinstance(section.memory_budget_gb, str):
+            _positive(k("memory_budget_gb"), section.memory_budget_gb)
         _at_least(k("batch_size"), section.batch_size, 1)
 
 

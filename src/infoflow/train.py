@@ -22,6 +22,7 @@ from .data import load_splits
 from .errors import ConfigError
 from .models import build_model
 from .runs import RunDir, run_lock
+from .speed import StepRunner
 from .tracking import EpochCallback, LoggedEpochs, MITracker, ProbeSet, logged_epochs
 
 # ---------------------------------------------------------------------------------------------
@@ -163,8 +164,8 @@ def train(cfg: RunConfig | None, out: str | Path, *, resume: bool = False, epoch
         cfg = cfg.override(**{"train.epochs": int(epochs)})
     validate_config(cfg)
     t = cfg.train
-    if t.num_threads:
-        torch.set_num_threads(int(t.num_threads))
+    if isinstance(t.num_threads, int):  # "auto" is chosen by the step runner, from the load
+        torch.set_num_threads(t.num_threads)
     device = resolve_device(t.device)
     channels_last = t.channels_last and device.type == "cpu"
 
@@ -222,9 +223,11 @@ def _train(run: RunDir, cfg: RunConfig, splits, probe: ProbeSet | None, *, devic
                         callbacks=callbacks)
     if start == 0:
         run.log(f"training {cfg.name}: model skips {cfg.model.skip_mask()}, width {cfg.model.width}, "
-                f"S={cfg.data.size}, {len(x_train)} train / {len(x_val)} val images, device {device}")
+                f"S={cfg.data.size}, {len(x_train)} train / {len(x_val)} val images, device {device}, "
+                f"step precision {t.autocast}, threads {t.num_threads or 'torch default'}")
 
     n = len(x_train)
+    runner = StepRunner(model, autocast=t.autocast, threads=t.num_threads)
     with _progress(progress) as bar, body:
         task = bar.add_task(cfg.name, total=t.epochs, completed=start, status="") if bar else None
         for epoch in range(start + 1, t.epochs + 1):
@@ -239,15 +242,12 @@ def _train(run: RunDir, cfg: RunConfig, splits, probe: ProbeSet | None, *, devic
                 y = y_train[idx].to(device)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                p = model(x)
-                loss = F.binary_cross_entropy(p, y)
-                loss.backward()
+                loss, p = runner.forward_backward(x, y)  # gradients into .grad, forward under train.autocast
                 body.record_gradients()
                 optimizer.step()
                 # Keras-style running training metrics, weighted by batch size
                 loss_sum += loss.item() * len(idx)
-                dice_sum += dice_per_image(p.detach(), y).sum().item()
+                dice_sum += dice_per_image(p, y).sum().item()
             val_loss, val_dice = evaluate(model, x_val, y_val, batch_size=32, device=device,
                                           channels_last=channels_last)
             row = {"epoch": epoch, "loss_train": loss_sum / n, "dice_train": dice_sum / n,

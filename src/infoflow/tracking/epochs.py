@@ -25,6 +25,7 @@ from torch import nn
 
 from ..network import LayerSpec, model_device
 from ..runs import RunDir, epoch_file
+from ..speed import full_precision
 from .grad_stats import GradStats
 from .mi import MITracker
 
@@ -89,7 +90,14 @@ class LoggedEpochs:
             self._grads = None
 
     def log(self, model: nn.Module, epoch: int) -> pd.DataFrame | None:
-        """Record epoch ``epoch`` now, whatever the schedule: statistics, predictions, MI, callbacks."""
+        """Record epoch ``epoch`` now, whatever the schedule: statistics, predictions, MI, callbacks.
+
+        Runs in float32 throughout (:func:`infoflow.speed.full_precision`: no autocast, no TF32),
+        whatever precision the training step uses."""
+        with full_precision(torch.device(self.device or model_device(model)).type):
+            return self._log(model, epoch)
+
+    def _log(self, model: nn.Module, epoch: int) -> pd.DataFrame | None:
         t0 = time.perf_counter()
         wrote = []
         if self._grads is not None:

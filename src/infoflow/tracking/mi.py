@@ -28,13 +28,32 @@ from torch import nn
 from ..config import MIConfig
 from ..errors import RunError
 from ..estimators import estimate_layers
-from ..network import LayerSpec, find_probe_layers
+from ..network import LayerSpec, find_probe_layers, model_device
 from ..probe import DEFAULT_NEAR, near_for, probe_layers
 from ..probe.heap import retained_heap
 from ..runs import Matrices, RunDir
+from ..speed import full_precision
 from .probe_set import ProbeSet, labelings_for
 
 log = logging.getLogger("infoflow")
+
+#: ``MIConfig.memory_budget_gb = "auto"``: GiB on a device other than CUDA (the CPU's host memory).
+AUTO_BUDGET_GB = 4.0
+#: ``MIConfig.memory_budget_gb = "auto"`` on CUDA: this fraction of the device's free memory.
+AUTO_DEVICE_FRACTION = 0.5
+
+
+def probe_budget_bytes(budget_gb: float | str, device: torch.device | str) -> int:
+    """Bytes of activations the probe may hold at once on ``device``: ``budget_gb`` GiB, or for
+    "auto" :data:`AUTO_DEVICE_FRACTION` of a CUDA device's free memory now (the kept activations
+    live there) and :data:`AUTO_BUDGET_GB` GiB elsewhere."""
+    if budget_gb != "auto":
+        return int(float(budget_gb) * 2**30)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        return int(free * AUTO_DEVICE_FRACTION)
+    return int(AUTO_BUDGET_GB * 2**30)
 
 
 def estimate_matrices(m: Matrices, labelings: dict[str, np.ndarray], *, noise_vars: Sequence[float],
@@ -106,11 +125,13 @@ class MITracker:
             self._heap = ExitStack()
             self._heap.enter_context(retained_heap())
             weakref.finalize(self, self._heap.close)
-        res = probe_layers(model, self._images, list(self.layers(model)), batch_size=mi.batch_size,
-                           memory_budget_bytes=int(mi.memory_budget_gb * 2**30), device=self.device,
-                           bin_sizes=tuple(mi.bin_size) if "bin" in mi.estimators else (),
-                           include_input="renyi" in mi.estimators,
-                           near=max(DEFAULT_NEAR, near_for(mi.noise_var)))
+        device = self.device if self.device is not None else model_device(model)
+        with full_precision(torch.device(device).type):  # MI from float32 activations, whatever the training step used
+            res = probe_layers(model, self._images, list(self.layers(model)), batch_size=mi.batch_size,
+                               memory_budget_bytes=probe_budget_bytes(mi.memory_budget_gb, device), device=device,
+                               bin_sizes=tuple(mi.bin_size) if "bin" in mi.estimators else (),
+                               include_input="renyi" in mi.estimators,
+                               near=max(DEFAULT_NEAR, near_for(mi.noise_var)))
         m = Matrices(epoch=int(epoch), names=list(res.names), dims=np.asarray(res.dims, dtype=np.int64),
                      dist=res.dist.astype(np.float32), codes=dict(res.codes),
                      dist_input=None if res.dist_input is None else res.dist_input.astype(np.float32))
