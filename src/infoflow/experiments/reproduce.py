@@ -34,7 +34,7 @@ from ..errors import InfoflowError
 from ..runs import RunDir, atomic_write_text
 from .claims import CLAIM_COLUMNS, UNDECIDED, ClaimThresholds, claims_from_runs, claims_markdown, group_by_model
 from .profiles import Profile, get_profile
-from .sweep import RunSpec, SweepResult, plan_runs, run_sweep
+from .sweep import RunSpec, SweepResult, check_cpus, plan_runs, run_sweep
 
 CLAIMS_CSV = "claims.csv"
 CLAIMS_MD = "claims.md"
@@ -99,6 +99,7 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
     """
     t0 = time.perf_counter()
     p = get_profile(profile)
+    check_cpus(num_cpus)
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = resolve_data(data)
