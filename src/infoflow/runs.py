@@ -652,9 +652,13 @@ class RunDir:
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # a damaged or foreign file; a pickle of other objects is refused, never run
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            why = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0] if lines else "")
-            raise RunDamaged(f"{path} is damaged: the checkpoint cannot be read ({type(exc).__name__}: {why})") from None
+            import pickle
+
+            if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower():
+                why = "it holds Python objects other than weights; refused, nothing in it was run"
+            else:
+                why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            raise RunDamaged(f"{path} is damaged: the checkpoint cannot be read ({why})") from None
 
     # -- re-estimated tables (`infoflow estimate`) ---------------------------------------------
     @property
