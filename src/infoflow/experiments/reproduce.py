@@ -95,7 +95,8 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
         backend: "ray" or "serial".
         figures, report, per_run_reports: what to draw after training.
         formats: file formats of the figures.
-        ray_temp_dir: temp dir of the local Ray instance (default: a new /tmp/ifr-*).
+        ray_temp_dir: temp dir of the local Ray instance (default: a new ``ifr-*`` in the temp
+            directory, removed after).
     """
     t0 = time.perf_counter()
     p = get_profile(profile)
