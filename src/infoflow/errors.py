@@ -28,5 +28,10 @@ class RunLocked(RunError):
     """Another process writes this run now (it holds ``RUN/.lock``)."""
 
 
+class StorageFull(RunError):
+    """A file cannot be written because the disk, the quota or the file size limit is full.
+    The file being written is named; the write left the earlier version of the file in place."""
+
+
 class ProbeError(InfoflowError):
     """Activation capture failed (for example a requested layer produced nothing)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import io
 import json
 import os
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import RunDamaged, RunError, RunLocked
+from .errors import RunDamaged, RunError, RunLocked, StorageFull
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -46,24 +47,55 @@ ESTIMATES = "estimates"  # `infoflow estimate` output: mi-<tag>.csv and its sibl
 LOCK = ".lock"  # held (flock) by the process that writes the run
 
 
+#: Errors of a write that mean "no room": disk full, file size limit (RLIMIT_FSIZE), quota.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def storage_full(exc: OSError, target: str | os.PathLike[str]) -> StorageFull | None:
+    """The one-line error for a write of ``target`` that failed for lack of room, else None."""
+    if exc.errno not in STORAGE_ERRNOS:
+        return None
+    what = os.strerror(exc.errno or 0)
+    return StorageFull(f"cannot write {target}: {what} ({errno.errorcode.get(exc.errno or 0, exc.errno)}); "
+                       "make room, then run the command again (earlier results are kept)")
+
+
+@contextlib.contextmanager
+def writing(target: str | os.PathLike[str]) -> Iterator[None]:
+    """A block that writes ``target``: a write failing for lack of room becomes :class:`StorageFull`
+    naming ``target``, one line instead of a bare OSError."""
+    try:
+        yield
+    except OSError as exc:
+        full = storage_full(exc, target)
+        if full is None:
+            raise
+        raise full from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    Every file of a run is written through here. When the write fails (a full disk: StorageFull
+    naming ``target``) the temporary file is removed and ``target`` keeps its earlier content."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
+        with writing(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -322,11 +354,15 @@ def run_lock(path: str | os.PathLike[str], *, what: str = "writes") -> Iterator[
             holder = fh.read().strip() or "another process"
             fh.close()
             raise RunLocked(f"{folder} is in use: {holder} (lock {folder / LOCK}); wait for it to end") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} {what} it since "
+        stamp = (f"pid {os.getpid()} on {socket.gethostname()} {what} it since "
                  f"{_dt.datetime.now().isoformat(timespec='seconds')}\n")
-        fh.flush()
+        try:
+            with writing(folder / LOCK):  # unbuffered: a failed write leaves nothing for close() to retry
+                os.ftruncate(fh.fileno(), 0)
+                os.write(fh.fileno(), stamp.encode("utf-8"))
+        except StorageFull:
+            fh.close()
+            raise
         _HELD[key] = [fh, 0]
     entry = _HELD[key]
     entry[1] += 1
@@ -413,7 +449,7 @@ class RunDir:
         """Append a timestamped line to run.log (appends are line-atomic)."""
         self.path.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
-        with open(self.path / LOG, "a", encoding="utf-8") as fh:
+        with writing(self.path / LOG), open(self.path / LOG, "a", encoding="utf-8") as fh:
             fh.write(f"{stamp} {message}\n")
 
     # -- tables -------------------------------------------------------------------------------
@@ -615,8 +651,14 @@ class RunDir:
             return None
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # a damaged or foreign file
-            raise RunDamaged(f"{path} is damaged: the checkpoint cannot be read ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # a damaged or foreign file; a pickle of other objects is refused, never run
+            import pickle
+
+            if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower():
+                why = "it holds Python objects other than weights; refused, nothing in it was run"
+            else:
+                why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            raise RunDamaged(f"{path} is damaged: the checkpoint cannot be read ({why})") from None
 
     # -- re-estimated tables (`infoflow estimate`) ---------------------------------------------
     @property

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except InfoflowError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         return 2
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):  # ^C, or SIGTERM during a sweep (Ray is shut down first)
         typer.secho("aborted", err=True)
         return 130
     except SystemExit as exc:  # click's own usage errors

@@ -34,7 +34,7 @@ from ..errors import InfoflowError
 from ..runs import RunDir, atomic_write_text
 from .claims import CLAIM_COLUMNS, UNDECIDED, ClaimThresholds, claims_from_runs, claims_markdown, group_by_model
 from .profiles import Profile, get_profile
-from .sweep import RunSpec, SweepResult, plan_runs, run_sweep
+from .sweep import RunSpec, SweepResult, check_cpus, plan_runs, run_sweep
 
 CLAIMS_CSV = "claims.csv"
 CLAIMS_MD = "claims.md"
@@ -95,10 +95,12 @@ def reproduce(data: str | os.PathLike | None, profile: str | Profile, out: str |
         backend: "ray" or "serial".
         figures, report, per_run_reports: what to draw after training.
         formats: file formats of the figures.
-        ray_temp_dir: temp dir of the local Ray instance (default: a new /tmp/ifr-*).
+        ray_temp_dir: temp dir of the local Ray instance (default: a new ``ifr-*`` in the temp
+            directory, removed after).
     """
     t0 = time.perf_counter()
     p = get_profile(profile)
+    check_cpus(num_cpus)
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = resolve_data(data)

@@ -3,7 +3,7 @@
 * :func:`plan_runs` -- the runs of a profile: ``DIR/model{m}_seed{s}`` with resolved configs.
 * :func:`run_sweep` -- run them: each is a Ray task (``num_cpus=1``, one torch thread), on a
   local Ray instance started for the sweep (``ray.init(address="local", include_dashboard=False,
-  log_to_driver=False)``, temp dir ``/tmp/ifr-*``) or on an existing cluster (``address``).
+  log_to_driver=False)``, temp dir ``ifr-*`` in the temp directory, removed after) or on an existing cluster (``address``).
   Finished runs (:meth:`RunDir.is_finished`) are skipped; partial ones resume from their last
   checkpoint (``train(..., resume=True)``); a failing run is reported with its error and does
   not stop the others. Progress: runs done and epochs per run, polled from each run's
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import tempfile
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any
 from ..config import RunConfig
 from ..errors import ConfigError, RunError
 from ..runs import RunDir, RunLocked, run_lock
+from . import _reaper
 from .profiles import Profile, get_profile, profile_config, run_key
 
 
@@ -114,6 +115,16 @@ def plan_runs(profile: str | Profile, out: str | os.PathLike, *, data: str | Non
             key = run_key(m, s)
             specs.append(RunSpec(key=key, model=m, seed_index=s, path=str(out / key), config=cfg.to_dict()))
     return specs
+
+
+def check_cpus(num_cpus: Any) -> int | None:
+    """``num_cpus`` of a local Ray instance (``--cpus``): a positive integer, or None for all cores."""
+    if num_cpus is None:
+        return None
+    if isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1:
+        raise ConfigError(f"--cpus must be a positive whole number of CPUs (leave it out for all "
+                          f"{os.cpu_count() or 1} cores), got {num_cpus!r}")
+    return num_cpus
 
 
 def run_state(spec: RunSpec) -> tuple[str, int]:
@@ -240,22 +251,51 @@ def _ray():
 
 def ray_processes(marker: str) -> list[int]:
     """Ids of processes whose command line contains ``marker`` (e.g. a sweep's Ray temp dir)."""
-    pids = []
-    me = os.getpid()
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmd and int(entry.name) != me:
-            pids.append(int(entry.name))
-    return sorted(pids)
+    return _reaper.processes(cmdline=marker)
 
 
-def kill_processes(pids: Sequence[int], sig: int = signal.SIGKILL) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+kill_processes = _reaper.kill_processes
+
+
+def ray_temp_base() -> str:
+    """Where a sweep makes its Ray temp folder: the temp directory (``TMPDIR``) when its path is
+    short enough for Ray's socket paths (< 108 characters in all), else ``/tmp``."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= 40 or not os.path.isdir("/tmp") else "/tmp"
+
+
+def _start_reaper(session: str, folder: str | None) -> Any:
+    """The watcher that cleans up after this driver when it ends without doing so (SIGKILL):
+    ``_reaper.py`` in a session of its own, so a signal to the driver's process group spares it."""
+    import subprocess
+    import sys
+
+    start = _reaper.start_time(os.getpid())
+    args = [sys.executable, "-S", _reaper.__file__, str(os.getpid()), str(start if start is not None else -1), session]
+    env = {k: v for k, v in os.environ.items() if k != _reaper.SESSION_ENV}
+    try:
+        return subprocess.Popen([*args, *([folder] if folder else [])], start_new_session=True, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:  # pragma: no cover - then only the next sweep's start cleans up
+        return None
+
+
+@contextlib.contextmanager
+def _signals_end_the_sweep() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) end the sweep as ^C does, so that Ray is shut down on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -264,24 +304,36 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     """A Ray connection for one sweep: a new local instance (``address=None``; its workers at
     niceness 0, not Ray's default 15) or an existing cluster.
 
-    Yields ``{"ray": module, "temp_dir": ..., "local": bool}``; shuts Ray down after, and for a
-    local instance also ends any of its processes left behind."""
+    Yields ``{"ray": module, "temp_dir": ..., "local": bool}``; shuts Ray down after (also on
+    ^C, SIGTERM and SIGHUP), and for a local instance also ends any of its processes left behind
+    and removes the temp folder it made (``ifr-*`` under :func:`ray_temp_base`). Its processes
+    carry a session id in their environment; a watcher process (:mod:`._reaper`) removes them and
+    that folder when the driver is killed outright (SIGKILL), and each sweep's start removes the
+    folders and processes of earlier sweeps whose driver no longer runs."""
     ray = _ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env = dict(env or {})
     own_temp = None
+    session = ""
+    reaper = None
     saved: dict[str, str | None] = {}
     if address is None:
+        base = ray_temp_base()
+        _reaper.remove_stale(base)
+        session = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         # Ray runs workers at niceness 15 by default: beside any other busy process they would
         # get a few percent of a core (measured: 30x slower epochs on a shared machine).
         env.setdefault("RAY_worker_niceness", "0")
+        env[_reaper.SESSION_ENV] = session
         saved = {k: os.environ.get(k) for k in env}
         for k, v in env.items():  # workers of a local instance inherit the driver's environment
             os.environ[k] = v
         if temp_dir is None:
-            own_temp = tempfile.mkdtemp(prefix="ifr-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            own_temp = tempfile.mkdtemp(prefix=_reaper.FOLDER_PREFIX, dir=base)
+            _reaper.write_owner(own_temp, session)
             temp_dir = own_temp
-        kwargs: dict[str, Any] = dict(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+        reaper = _start_reaper(session, own_temp)
+        kwargs: dict[str, Any] = dict(address="local", num_cpus=check_cpus(num_cpus) or os.cpu_count() or 1,
                                       include_dashboard=False, log_to_driver=False, _temp_dir=str(temp_dir),
                                       object_store_memory=128 * 2**20, configure_logging=True,
                                       logging_level="ERROR")
@@ -291,8 +343,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level="ERROR",
                       runtime_env={"env_vars": env} if env else None)
     try:
-        ray.init(**kwargs)
-        yield {"ray": ray, "temp_dir": temp_dir, "local": address is None}
+        with _signals_end_the_sweep():
+            ray.init(**kwargs)
+            yield {"ray": ray, "temp_dir": temp_dir, "local": address is None}
     finally:
         ray.shutdown()
         for k, v in saved.items():
@@ -300,11 +353,14 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if address is None and temp_dir:
+        if address is None:
             time.sleep(0.2)
-            kill_processes(ray_processes(str(temp_dir)))
-            if own_temp:
-                shutil.rmtree(own_temp, ignore_errors=True)
+            _reaper.reap(session, own_temp)  # Ray's agents outlive shutdown() by up to a minute
+            if temp_dir:
+                kill_processes(ray_processes(str(temp_dir)))
+            if reaper is not None:
+                reaper.kill()
+                reaper.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +477,7 @@ def run_sweep(specs: Sequence[RunSpec], *, address: str | None = None, backend: 
         progress: rich progress bars (else one line per finished run).
     """
     t0 = time.perf_counter()
+    check_cpus(num_cpus)
     out = SweepResult()
     states: dict[str, tuple[str, int]] = {}
     todo: list[RunSpec] = []
