@@ -72,7 +72,7 @@ def test_plane_selection_of_estimator_and_labels(run):
     last = _plane_axes(fig)[22].collections[0].get_offsets()[:, 0]
     np.testing.assert_allclose(last, x[x["layer"] == 22].sort_values("epoch")["value"])
     with pytest.raises(ValueError, match="no setting"):
-        information_planes(run, estimator="kde_upper", setting="noise_var=9.0")
+        information_planes(run, estimator="kde_upper", setting="fixed:9.0")
 
 
 def test_uplot_epochs_follow_the_paper_code():

@@ -44,7 +44,7 @@ class Profile:
         models: the paper's models to train (1-4).
         seeds: default number of seeds (``--seeds`` overrides).
         gpus_per_run: GPUs each run asks Ray for (0: CPU only).
-        claims: overrides of :class:`~infoflow.experiments.claims.ClaimThresholds` fields.
+        claims: overrides of :class:`~infoflow.analysis.claims.ClaimThresholds` fields.
         changes: what differs from the paper, and why (rendered in docs and claims.md).
         expected: expected wall time of the whole reproduction.
     """
@@ -83,9 +83,8 @@ PAPER = Profile(
         "train.schedule": "code",
         "train.device": "auto",
         "model.init": "keras",  # Glorot-uniform kernels, zero biases: the original's Keras defaults
-        "mi.noise_var": (0.2,),  # the code's (paper text: 1.0; use --set mi.noise_var=[0.2,1.0] for both)
+        "mi.kernels": ("fixed:0.2",),  # the code's (paper text: fixed:1.0; --set mi.kernels=fixed:0.2,fixed:1.0 for both)
         "mi.bin_size": (0.1,),  # the code's (paper text: 0.2)
-        "mi.widths": ("fixed",),
         **_DSB_MI,
     },
     gpus_per_run=1.0,
@@ -111,9 +110,8 @@ CPU = Profile(
         "train.log_points": 30,
         "train.device": "cpu",
         "train.num_threads": 1,
-        "mi.noise_var": (0.2,),
+        "mi.kernels": ("fixed:0.2", "rel:0.1", "silverman:1.0"),
         "mi.bin_size": (0.1,),
-        "mi.widths": ("fixed", "rel:0.1", "silverman"),
         "mi.estimators": ("kde", "bin"),
         **_DSB_MI,
     },
@@ -158,7 +156,7 @@ SMOKE = Profile(
         "mi.subset": "train",
         "mi.labels": ("kmeans", "coarse"),
         "mi.kmeans_k": 8,
-        "mi.noise_var": (0.2,),
+        "mi.kernels": ("fixed:0.2",),
         "mi.bin_size": (0.1,),
         "mi.estimators": ("kde", "bin"),
     },
