@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 # torch is imported inside the three methods that write versions and checkpoints: the CLI's command
-# modules import RunDir at their top, and `infoflow --help` must not wait for torch (~4 s).
+# modules import RunDir at their top, and `infoflow --help` must not wait for torch (docs/ARCHITECTURE.md).
 from . import __version__
 from .config import RunConfig
 from .errors import ConfigError, RunDamaged, RunError, RunLocked

@@ -102,3 +102,14 @@ def test_named_probe_subsets_of_one_run(tmp_path, capsys):
                  progress=False)
     assert main(["estimate", str(bare.path), "--probe-subset", "test", "--quiet"]) == 2
     assert "probe subset 'test' holds 0 sample(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kernel, floor, ceiling", [("fixed:1e9", True, False), ("fixed:1e-9", False, True),
+                                                   ("rel:0.1", False, False)])
+def test_floor_and_ceiling_warnings(run, tmp_path, capsys, kernel, floor, ceiling):
+    out = tmp_path / "w.csv"
+    assert main(["estimate", str(run.path), "--kernel", kernel, "--estimators", "kde", "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    setting = pd.read_csv(out)["setting"].iloc[0]
+    assert (f"estimates of kde_upper ({setting}) sit at their floor (about 0 bits)" in err) == floor
+    assert ("sit at their ceiling log2 N" in err) == ceiling

@@ -10,14 +10,14 @@ Profiles (see docs/reproduce.md for the measurements behind ``cpu``):
 
 ``paper``
     The paper as its code ran it: S = 128, w = 16, SGD lr 0.001 (no momentum), batch 16,
-    10,000 epochs, the code's logged-epoch schedule (144 epochs), KDE noise variance 0.2 and
-    bin size 0.1 (the code's values; the text says 1.0 and 0.2), K-means K = 64 on the 605
+    10,000 epochs, the code's logged-epoch schedule (144 epochs), KDE kernel ``fixed:0.2`` and
+    bin size 0.1 (the code's values; the text says ``fixed:1.0`` and 0.2), K-means K = 64 on the 605
     training masks, the code's mask rule. A GPU job: each run asks Ray for one GPU.
 ``cpu``
     A reduced reproduction that runs Models 1-4 on the real DSB 2018 zips (605 / 65) in at most
     an hour on a 2-core machine (predicted: 35 minutes): S = 64, w = 8, Adam lr 0.001, 150
     epochs, a log-spaced schedule of 25 logged epochs, MI of the 605 training images with KDE
-    (the code's fixed noise variance 0.2 and a scale-aware width ``rel:0.1``) and binning.
+    (the code's kernel ``fixed:0.2`` and the scale-aware ``rel:0.1`` and ``silverman:1.0``) and binning.
 ``smoke``
     Minutes-long: 48 training / 48 test images at S = 32, w = 4, 6 epochs, every epoch
     logged, K = 8. For tests and for trying the pipeline.
@@ -127,10 +127,10 @@ CPU = Profile(
         "instead of the code's 144 logged epochs: the time budget (docs/reproduce.md).",
         "KDE and binning only (no matrix Renyi estimator): the paper used these two; Renyi would add "
         "about 20% to each logged epoch.",
-        "A second KDE kernel width, rel:0.1 (0.1 x the layer's median squared distance), beside the "
-        "code's fixed noise variance 0.2: at 0.2 most layers' estimates reach their ceilings "
+        "A second KDE kernel, rel:0.1 (0.1 x the layer's median squared distance), beside the "
+        "code's fixed:0.2: at fixed:0.2 most layers' estimates reach their ceilings "
         "(log2 N, H(Y)) after a few epochs, which leaves the claims undecided; the scale-aware "
-        "width does not saturate. Claims are evaluated for both.",
+        "kernel does not saturate. Claims are evaluated for both.",
         "One torch thread per run, two runs at a time (Ray), so the four models share the two cores.",
     ),
     expected="about 35 minutes on 2 quiet cores (see docs/reproduce.md)",
