@@ -96,15 +96,15 @@ def test_uplot_intervals_choices_and_errors(unc, tmp_path):
     unc.to_csv(path, index=False)
     fig = uplot_intervals(path, labels="coarse", settings=["rel:0.1"])  # a file; no run: no skip arcs
     axes = _quality_axes(fig)
-    assert sorted(axes) == ["quality-I_XM-rel=0.1", "quality-I_YM-rel=0.1"]
+    assert sorted(axes) == ["quality-I_XM-rel:0.1", "quality-I_YM-rel:0.1"]
     rows = _rows(unc, "rel:0.1", "I_YM", labels="coarse")
-    seg = _segments(_gid(axes["quality-I_YM-rel=0.1"].collections, "ci"))
+    seg = _segments(_gid(axes["quality-I_YM-rel:0.1"].collections, "ci"))
     np.testing.assert_allclose(seg[:, 1, 1], rows["ci_hi"])
-    assert not [ln for ln in axes["quality-I_YM-rel=0.1"].lines if (ln.get_gid() or "").startswith("merge-")]
+    assert not [ln for ln in axes["quality-I_YM-rel:0.1"].lines if (ln.get_gid() or "").startswith("merge-")]
     two = pd.concat([unc, unc.assign(epoch=2, value=unc["value"] / 2)], ignore_index=True)
-    last = _gid(_quality_axes(uplot_intervals(two))["quality-I_XM-rel=0.1"].lines, "estimate")
+    last = _gid(_quality_axes(uplot_intervals(two))["quality-I_XM-rel:0.1"].lines, "estimate")
     np.testing.assert_allclose(last.get_ydata(), _rows(unc, "rel:0.1", "I_XM")["value"])  # default: the last epoch
-    first = _gid(_quality_axes(uplot_intervals(two, epoch=2))["quality-I_XM-rel=0.1"].lines, "estimate")
+    first = _gid(_quality_axes(uplot_intervals(two, epoch=2))["quality-I_XM-rel:0.1"].lines, "estimate")
     np.testing.assert_allclose(first.get_ydata(), _rows(unc, "rel:0.1", "I_XM")["value"] / 2)
     with pytest.raises(InfoflowError, match=r"no kde_upper rows at epoch 3; it has epochs \[2, 4\]"):
         uplot_intervals(two, epoch=3)
