@@ -95,7 +95,7 @@ class Kernel:
             raise InfoflowError(f"unknown kernel {self.kind!r}: use {_FORMS}")
         p = self.param
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
-            raise InfoflowError(f"kernel {self.kind}:{p!r}: the number must be positive and finite")
+            raise InfoflowError(f"kernel '{self.kind}:{p!r}': the number must be positive and finite")
         object.__setattr__(self, "param", float(p))
 
     def spec(self) -> str:
@@ -136,9 +136,10 @@ def parse_kernel(spec: Any) -> Kernel:
         value = float(raw)
     except ValueError:
         raise InfoflowError(f"malformed kernel {spec!r}: {raw!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InfoflowError(f"kernel {spec!r}: the number must be positive and finite")
-    return Kernel(kind, value)
+    try:
+        return Kernel(kind, value)
+    except InfoflowError:  # the rule is Kernel's; the message names what was written
+        raise InfoflowError(f"kernel {spec!r}: the number must be positive and finite") from None
 
 
 def parse_kernels(specs: Any) -> tuple[Kernel, ...]:
