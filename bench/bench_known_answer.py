@@ -1,4 +1,4 @@
-"""Known-answer benchmark of the MI estimators (``infoflow.known_answer``).
+"""Known-answer benchmark of the MI estimators (``infoflow.analysis.known_answer``).
 
 Synthetic "activations": a Gaussian mixture whose K equiprobable components are the classes,
 at D from 10 to 262,144 and N = 65 or 670 (see ``known_answer.default_specs``). For each sample
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from infoflow.known_answer import DEFAULT_WIDTHS, benchmark, default_specs, summarize
+from infoflow.analysis.known_answer import BENCHMARK_KERNELS, benchmark, default_specs, summarize
 
-LABELS = {"noise_var=0.2": "fixed 0.2 (paper code)", "noise_var=1.0": "fixed 1.0 (paper text)",
-          "rel=0.1": "rel 0.1", "rel=1.0": "rel 1", "silverman=1.0": "Silverman"}
+LABELS = {"fixed:0.2": "fixed 0.2 (paper code)", "fixed:1.0": "fixed 1.0 (paper text)",
+          "rel:0.1": "rel 0.1", "rel:1.0": "rel 1", "silverman:1.0": "Silverman"}
 
 
 def _setting_key(setting: str) -> str:
@@ -82,9 +82,9 @@ def figure(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-COLUMNS = (("kde_upper", "noise_var=0.2"), ("kde_upper", "noise_var=1.0"), ("kde_upper", "rel=0.1"),
-           ("kde_upper", "rel=1.0"), ("kde_upper", "silverman=1.0"), ("kde_lower", "rel=0.1"),
-           ("renyi", "alpha=1.01,rel=1.0"))
+COLUMNS = (("kde_upper", "fixed:0.2"), ("kde_upper", "fixed:1.0"), ("kde_upper", "rel:0.1"),
+           ("kde_upper", "rel:1.0"), ("kde_upper", "silverman:1.0"), ("kde_lower", "rel:0.1"),
+           ("renyi", "rel:1.0,alpha:1.01"))
 
 
 def markdown(summary: pd.DataFrame) -> str:
@@ -92,7 +92,7 @@ def markdown(summary: pd.DataFrame) -> str:
     a cell is "estimate / permutation baseline" (means over draws)."""
     s = summary[summary.quantity == "I_YM"]
     cases = list(dict.fromkeys(zip(s.n, s.k, s.snr, s.dim)))
-    head = ["N", "K", "separation", "D", "true I(Y;M)"] + [f"{e} {st.replace('alpha=1.01,', '')}" for e, st in COLUMNS]
+    head = ["N", "K", "separation", "D", "true I(Y;M)"] + [f"{e} {st.replace(',alpha:1.01', '')}" for e, st in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n, k, snr, dim in sorted(cases, key=lambda c: (c[0], c[1], c[2] > 4, c[3])):
         g = s[(s.n == n) & (s.k == k) & (s.snr == snr) & (s.dim == dim)]
@@ -119,7 +119,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     specs = default_specs(quick=args.quick)
-    frame = benchmark(specs, widths=DEFAULT_WIDTHS, repeats=args.repeats, seed=args.seed,
+    frame = benchmark(specs, kernels=BENCHMARK_KERNELS, repeats=args.repeats, seed=args.seed,
                       truth_draws=args.truth_draws, pop_mc=args.pop_mc, progress=True)
     seconds = time.perf_counter() - t0
     parts = []

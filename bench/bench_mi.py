@@ -220,7 +220,7 @@ def part_a(work: str, width: int, batch: int, budget_gb: float, estimators: tupl
     model, images = _load(work_p, width, device)
     masks = np.load(work_p / "masks.npy")
     labels = np.load(work_p / "labels.npy")
-    mi = MIConfig(noise_var=(0.2,), bin_size=(0.1,), labels=("kmeans",), estimators=estimators,
+    mi = MIConfig(kernels=("fixed:0.2",), bin_size=(0.1,), labels=("kmeans",), estimators=estimators,
                   memory_budget_gb=budget_gb, batch_size=batch)
     run_path = work_p / "run-a"
     shutil.rmtree(run_path, ignore_errors=True)

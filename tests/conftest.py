@@ -30,5 +30,5 @@ def run(tmp_path_factory, helper):
 
 @pytest.fixture(scope="session")
 def unc(run, helper):
-    """A real uncertainty table of the small run's last epoch (widths fixed, rel:0.1, rel:1, silverman)."""
+    """A real uncertainty table of the small run's last epoch (kernels fixed:0.2, rel:0.1, rel:1, silverman)."""
     return helper.real_uncertainty(run)

@@ -5,7 +5,7 @@ from infoflow.errors import ConfigError
 
 
 def test_round_trip_through_dict():
-    cfg = RunConfig().override(**{"train.lr": 0.01, "model.skips": (True, False, True, True), "mi.noise_var": (0.2, 1.0)})
+    cfg = RunConfig().override(**{"train.lr": 0.01, "model.skips": (True, False, True, True), "mi.kernels": ("fixed:0.2", "fixed:1.0")})
     again = RunConfig.from_dict(cfg.to_dict())
     assert again == cfg
     assert again.model.skip_mask() == (True, False, True, True)
@@ -22,8 +22,8 @@ def test_bad_settings_are_named(key, message):
 def test_presets():
     code = apply_mi_preset(RunConfig().mi, "code")
     paper = apply_mi_preset(RunConfig().mi, "paper")
-    assert code.noise_var == (0.2,) and code.bin_size == (0.1,)
-    assert paper.noise_var == (1.0,) and paper.bin_size == (0.2,)
+    assert code.kernels == ("fixed:0.2",) and code.bin_size == (0.1,)
+    assert paper.kernels == ("fixed:1.0",) and paper.bin_size == (0.2,)
     assert set(MI_PRESETS) >= {"code", "paper"}
     with pytest.raises(ConfigError, match="unknown MI preset 'x'"):
         apply_mi_preset(RunConfig().mi, "x")
@@ -55,15 +55,18 @@ BAD = [  # (setting, value, what the one-line error says)
     ("model.model", 5, "model.model must be one of 1, 2, 3, 4"),
     ("model.init", "xavier", "model.init must be one of keras, torch"),
     ("model.skips", [True, False], "model.skips takes 4 values"),
-    ("mi.noise_var", [float("nan")], "mi.noise_var must be a positive finite number"),
-    ("mi.noise_var", [], "mi.noise_var must be one or more positive numbers"),
+    ("mi.kernels", ["fixed:nan"], "mi.kernels: kernel 'fixed:nan': the number must be positive and finite"),
+    ("mi.kernels", [], "mi.kernels: no kernel given"),
+    ("mi.bin_size", [], "mi.bin_size must be one or more positive numbers"),
     ("mi.kmeans_k", 0, "mi.kmeans_k must be at least 1"),
     ("mi.memory_budget_gb", 0, "mi.memory_budget_gb must be a positive finite number"),
     ("mi.batch_size", 0, "mi.batch_size must be at least 1"),
     ("mi.estimators", ["kde", "mine"], "mi.estimators must be one of kde, kde_upper, kde_lower, bin, renyi"),
     ("mi.labels", ["kmeans", "pixels"], "mi.labels must be one of kmeans, coarse"),
     ("mi.probe", "val", "mi.probe must be one of train, test, all"),
-    ("mi.widths", ["rel:x"], "mi.widths: malformed kernel width"),
+    ("mi.kernels", ["rel:x"], "mi.kernels: malformed kernel 'rel:x'"),
+    ("mi.kernels", ["rel=0.1"], "mi.kernels: malformed kernel 'rel=0.1'"),
+    ("mi.noise_var", [0.2], "unknown setting 'mi.noise_var'"),
     ("mi.renyi_alpha", 1, "mi.renyi_alpha must be positive and not 1"),
     ("mi.y_from", "soft", "mi.y_from must be one of code, binary"),
 ]
@@ -80,8 +83,8 @@ def test_config_file_values_are_checked_and_one_value_is_a_one_item_tuple():
     doc["train"]["epochs"] = "ten"
     with pytest.raises(ConfigError, match="train.epochs must be an integer, got 'ten'"):
         RunConfig.from_dict(doc)
-    cfg = RunConfig().override(**{"mi.labels": "kmeans", "mi.noise_var": 0.5, "train.lr": 1})
-    assert cfg.mi.labels == ("kmeans",) and cfg.mi.noise_var == (0.5,)  # not ('k', 'm', ...)
+    cfg = RunConfig().override(**{"mi.labels": "kmeans", "mi.kernels": "fixed:0.5", "train.lr": 1})
+    assert cfg.mi.labels == ("kmeans",) and cfg.mi.kernels == ("fixed:0.5",)  # not ('k', 'm', ...)
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert RunConfig().override(**{"mi.labels": "kmeans,coarse"}).mi.labels == ("kmeans", "coarse")
 

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import norm
 
 from infoflow.estimators import kde_mi
-from infoflow.known_answer import (
+from infoflow.analysis.known_answer import (
     MixtureSpec,
     benchmark,
     population_ixm,
@@ -58,24 +58,24 @@ def test_sample_truth_exact_cases():
     # two points at squared distance 4, kernel variance 1: a binary input on a Gaussian channel,
     # the same integral as the 2-class population truth at snr = 4
     d = np.array([[0.0, 4.0], [4.0, 0.0]])
-    st = sample_truth(d, [0, 1], s2=1.0, draws=20_000, seed=0)
+    st = sample_truth(d, [0, 1], kernel_var=1.0, draws=20_000, seed=0)
     q, _ = population_iym(2, 4.0)
     assert abs(st["I_XM"] - q) < 4 * st["I_XM_se"] and st["I_YM"] == pytest.approx(st["I_XM"])
     # isolated points: log2 N and H(Y) exactly; coincident points: 0
     far = np.full((8, 8), 1e6)
     np.fill_diagonal(far, 0.0)
-    st = sample_truth(far, np.arange(8) % 2, s2=1.0, draws=50)
+    st = sample_truth(far, np.arange(8) % 2, kernel_var=1.0, draws=50)
     assert st["I_XM"] == pytest.approx(3.0, abs=1e-12) and st["I_YM"] == pytest.approx(1.0, abs=1e-12)
-    st = sample_truth(np.zeros((6, 6)), np.arange(6) % 3, s2=1.0, draws=50)
+    st = sample_truth(np.zeros((6, 6)), np.arange(6) % 3, kernel_var=1.0, draws=50)
     assert st["I_XM"] == pytest.approx(0.0, abs=1e-12) and st["I_YM"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_kde_bounds_bracket_the_sample_truth():
     smp = sample_mixture(MixtureSpec(dim=6, n=40, k=2, snr=4.0), 3)
     for s2 in (0.3, 2.0):
-        st = sample_truth(smp.dist, smp.labels, s2=s2, draws=4000, rows=40, seed=1)
-        up = kde_mi(smp.dist, None, noise_var=s2, dim=6, bound="upper").i_xm
-        lo = kde_mi(smp.dist, None, noise_var=s2, dim=6, bound="lower").i_xm
+        st = sample_truth(smp.dist, smp.labels, kernel_var=s2, draws=4000, rows=40, seed=1)
+        up = kde_mi(smp.dist, None, kernel_var=s2, dim=6, bound="upper").i_xm
+        lo = kde_mi(smp.dist, None, kernel_var=s2, dim=6, bound="lower").i_xm
         assert lo - 4 * st["I_XM_se"] <= st["I_XM"] <= up + 4 * st["I_XM_se"]
 
 
@@ -100,11 +100,11 @@ def test_wishart_distances_match_explicit_ones():
 
 def test_tiny_benchmark_shows_the_saturation():
     specs = [MixtureSpec(dim=262_144, n=40, k=4, snr=4.0)]
-    f = benchmark(specs, widths=("fixed:0.2", "rel:1"), estimators=("kde_upper",), repeats=1, truth_draws=50,
+    f = benchmark(specs, kernels=("fixed:0.2", "rel:1"), estimators=("kde_upper",), repeats=1, truth_draws=50,
                   pop_mc=20_000)
     s = summarize(f, "truth_pop")
-    fixed = s[(s.setting == "noise_var=0.2") & (s.quantity == "I_YM")].iloc[0]
+    fixed = s[(s.setting == "fixed:0.2") & (s.quantity == "I_YM")].iloc[0]
     assert fixed["estimate"] == pytest.approx(fixed["ceiling"], abs=1e-6)  # every sample isolated: H(Y)
     assert fixed["truth"] == pytest.approx(0.84, abs=0.03) and fixed["bias"] > 1.0
     own = summarize(f, "truth_sample")
-    assert own.loc[own.setting == "noise_var=0.2", "bias"].abs().max() < 1e-3
+    assert own.loc[own.setting == "fixed:0.2", "bias"].abs().max() < 1e-3

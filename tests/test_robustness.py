@@ -8,7 +8,7 @@ import pytest
 
 from infoflow.errors import InfoflowError
 from infoflow.estimators import estimate_layers
-from infoflow.robustness import (
+from infoflow.analysis.robustness import (
     ROBUSTNESS_COLUMNS,
     _results,
     claims_by_setting,
@@ -41,25 +41,25 @@ def table():
     n, k = 48, 4
     y = np.arange(n) % k
     x = rng.normal(size=(k, 8))[y] * 10.0 + rng.normal(size=(n, 8))  # 4 separated clusters
-    return estimate_layers(sqdist(x)[None], names=["l0"], dims=[8], epoch=1, labelings={"y": y}, noise_vars=[0.2],
-                           estimators=("kde",), widths=WIDTHS)
+    return estimate_layers(sqdist(x)[None], names=["l0"], dims=[8], epoch=1, labelings={"y": y},
+                           estimators=("kde",), kernels=WIDTHS)
 
 
 def test_claims_by_setting_and_summary(table):
     v = claims_by_setting(table, evaluate)
     assert list(v.columns) == list(ROBUSTNESS_COLUMNS) and len(v) == 2 * len(WIDTHS)
     c1 = v[v.claim == "1"].set_index("setting")["holds"]
-    assert c1["noise_var=0.2"] is True and c1["rel=1.0"] is False
+    assert c1["fixed:0.2"] is True and c1["rel:1.0"] is False
     c2 = v[v.claim == "2"].set_index("setting")["holds"]
-    assert c2["noise_var=0.01"] is False and c2["noise_var=1000.0"] is True  # narrow kernels saturate I(X;M)
+    assert c2["fixed:0.01"] is False and c2["fixed:1000.0"] is True  # narrow kernels saturate I(X;M)
     s = summarize_robustness(v).set_index("claim")
     st = s.loc["1", "statement"]
     assert st.startswith("claim 1 holds for fixed variance 0.01 to 5") and "fails for" in st
     assert "relative width" in st and s.loc["1", "n_holds"] + s.loc["1", "n_fails"] == len(WIDTHS)
     # a single setting and an unknown one
-    assert len(claims_by_setting(table, evaluate, settings=["rel=0.1"])) == 2
+    assert len(claims_by_setting(table, evaluate, settings=["rel:0.1"])) == 2
     with pytest.raises(InfoflowError):
-        claims_by_setting(table, evaluate, settings=["rel=7.0"])
+        claims_by_setting(table, evaluate, settings=["rel:7.0"])
 
 
 def test_verdict_formats_and_failing_checks(table):
@@ -79,7 +79,7 @@ def test_verdict_formats_and_failing_checks(table):
     def broken(mi):
         raise KeyError("layer 11")
 
-    v = claims_by_setting(table, broken, settings=["rel=0.1"])
+    v = claims_by_setting(table, broken, settings=["rel:0.1"])
     assert v["holds"].iloc[0] is None and "layer 11" in v["detail"].iloc[0]
     assert "could not be decided" in summarize_robustness(v)["statement"].iloc[0]
 
@@ -110,15 +110,15 @@ def make_fake_run(path, n=24):
 
 def test_robustness_table_of_a_run(tmp_path):
     run = make_fake_run(tmp_path / "run")
-    verdicts, summary, est = robustness_table(run, evaluate, widths=("fixed:0.2", "fixed:5", "rel:0.1"))
-    assert set(est["setting"]) == {"noise_var=0.2", "noise_var=5.0", "rel=0.1"}
-    assert list(dict.fromkeys(verdicts["setting"])) == ["noise_var=0.2", "noise_var=5.0", "rel=0.1"]
+    verdicts, summary, est = robustness_table(run, evaluate, kernels=("fixed:0.2", "fixed:5", "rel:0.1"))
+    assert set(est["setting"]) == {"fixed:0.2", "fixed:5.0", "rel:0.1"}
+    assert list(dict.fromkeys(verdicts["setting"])) == ["fixed:0.2", "fixed:5.0", "rel:0.1"]
     assert set(summary["claim"]) == {"1", "2"}
 
 
 def test_with_the_projects_claim_checks():
-    pytest.importorskip("infoflow.experiments.claims")
-    from infoflow.robustness import claims_evaluator
+    pytest.importorskip("infoflow.analysis.claims")
+    from infoflow.analysis.robustness import claims_evaluator
 
     rng = np.random.default_rng(0)
     n = 32
@@ -128,10 +128,10 @@ def test_with_the_projects_claim_checks():
         dists = np.stack([sqdist(rng.normal(size=(4, 6))[y] * e * (1 + li % 5) + rng.normal(size=(n, 6)))
                           for li in range(23)])
         frames.append(estimate_layers(dists, names=[f"l{i}" for i in range(23)], dims=[6] * 23, epoch=e,
-                                      labelings={"kmeans": y}, noise_vars=[0.2], estimators=("kde_upper",),
-                                      widths=("fixed:0.2", "rel:0.1")))
+                                      labelings={"kmeans": y}, estimators=("kde_upper",),
+                                      kernels=("fixed:0.2", "rel:0.1")))
     v = claims_by_setting(pd.concat(frames, ignore_index=True), claims_evaluator())
-    assert {"1", "2", "3", "4"} <= set(v["claim"]) and set(v["setting"]) == {"noise_var=0.2", "rel=0.1"}
+    assert {"1", "2", "3", "4"} <= set(v["claim"]) and set(v["setting"]) == {"fixed:0.2", "rel:0.1"}
     assert all(h in (True, False, None) for h in v["holds"])
     assert v.loc[v.claim == "4", "holds"].isna().all()  # no Dice curves: claim 4 undecided
     assert len(summarize_robustness(v)) == len(set(v["claim"]))

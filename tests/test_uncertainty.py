@@ -10,11 +10,10 @@ from infoflow.config import RunConfig
 from infoflow.estimators import bin_codes, coarsen_labels, estimate_layers
 from infoflow.runs import Matrices, RunDir
 from infoflow.tracking import ProbeSet
-from infoflow.uncertainty import (
+from infoflow.analysis.uncertainty import (
     SUBSAMPLE_COLUMNS,
     UNCERTAINTY_COLUMNS,
     estimate_uncertainty,
-    kde_point,
     layer_uncertainty,
     uncertainty_table,
     uncertainty_tables,
@@ -62,11 +61,11 @@ def test_full_size_subsample_equals_full_estimate(fake_run):
     m = fake_run.load_matrices(2)
     labs = fake_run.load_probe().labelings
     widths = ("fixed:0.2", "rel:0.1", "silverman")
-    summary, subs = estimate_uncertainty(m, labs, widths=widths, estimators=("kde", "renyi", "bin"),
+    summary, subs = estimate_uncertainty(m, labs, kernels=widths, estimators=("kde", "renyi", "bin"),
                                          repeats=5, permutations=5, seed=3)
     assert list(summary.columns) == list(UNCERTAINTY_COLUMNS) and list(subs.columns) == list(SUBSAMPLE_COLUMNS)
-    table = estimate_layers(m.dist, names=m.names, dims=m.dims, epoch=2, labelings=labs, noise_vars=[0.2],
-                            bin_codes=m.codes, dist_x=m.dist_input, widths=widths)
+    table = estimate_layers(m.dist, names=m.names, dims=m.dims, epoch=2, labelings=labs,
+                            bin_codes=m.codes, dist_x=m.dist_input, kernels=widths)
     keys = ["epoch", "layer", "estimator", "setting", "labels", "quantity"]
     both = summary.merge(table, on=keys, suffixes=("", "_table"))
     assert len(both) == len(summary) == 2 * (2 * 3 + 3 + 1) * 2  # layers x settings x (I_XM, I_YM)
@@ -80,7 +79,7 @@ def test_full_size_subsample_equals_full_estimate(fake_run):
     # the subset sizes: N/4, N/2, 3N/4, N
     assert sorted(subs["m"].unique()) == [8, 16, 24, 32] and (summary["m_ci"] == 16).all()
     # deterministic for a seed
-    again, _ = estimate_uncertainty(m, labs, widths=widths, estimators=("kde", "renyi", "bin"), repeats=5,
+    again, _ = estimate_uncertainty(m, labs, kernels=widths, estimators=("kde", "renyi", "bin"), repeats=5,
                                     permutations=5, seed=3)
     pd.testing.assert_frame_equal(summary, again)
 
@@ -92,14 +91,14 @@ def test_permutation_baseline_of_separated_classes():
     centres = rng.normal(size=(k, 10)) * 100.0  # far apart; within-class spread ~1
     x = centres[y] + rng.normal(size=(n, 10))
     d = sqdist(x)
-    u, s = layer_uncertainty(d, {"y": y}, dim=10, width="fixed:50", repeats=10, permutations=30, seed=1)
+    u, s = layer_uncertainty(d, {"y": y}, dim=10, kernel="fixed:50", repeats=10, permutations=30, seed=1)
     row = u[u.quantity == "I_YM"].iloc[0]
     assert row["value"] == pytest.approx(2.0, abs=0.02)  # H(Y) = 2 bits
     assert row["h_y"] == pytest.approx(2.0)
     assert row["baseline_mean"] < 0.1 and row["baseline_hi"] < 0.15
     assert row["p_value"] == pytest.approx(1 / 31)
     # a narrow kernel isolates every sample: estimate and baseline both sit at H(Y)
-    u2, _ = layer_uncertainty(d, {"y": y}, dim=10, width="fixed:1e-4", repeats=4, permutations=10, seed=1)
+    u2, _ = layer_uncertainty(d, {"y": y}, dim=10, kernel="fixed:1e-4", repeats=4, permutations=10, seed=1)
     r2 = u2[u2.quantity == "I_YM"].iloc[0]
     assert r2["value"] == pytest.approx(2.0, abs=1e-9) and r2["baseline_mean"] == pytest.approx(2.0, abs=1e-9)
     assert r2["p_value"] == 1.0
@@ -108,36 +107,23 @@ def test_permutation_baseline_of_separated_classes():
     assert x_row["trend"] == pytest.approx(1.0, abs=1e-9) and x_row["value"] == pytest.approx(np.log2(n))
 
 
-def test_kde_point_matches_kde_mi():
-    from infoflow.estimators import kde_mi
-    from infoflow.estimators.widths import kernel_var
-
-    rng = np.random.default_rng(5)
-    d = sqdist(rng.normal(size=(40, 6)))
-    y = rng.integers(0, 5, 40)
-    for bound in ("upper", "lower"):
-        ix, iy = kde_point(d, y, width="rel:0.2", bound=bound)
-        r = kde_mi(d, y, noise_var=kernel_var("rel:0.2", d), dim=6, bound=bound)
-        assert ix == pytest.approx(r.i_xm, abs=1e-12) and iy == pytest.approx(r.i_ym, abs=1e-12)
-
-
 def test_uncertainty_table_of_a_run_and_cli(fake_run, tmp_path):
-    t = uncertainty_table(fake_run, widths="fixed,rel:0.5", epochs=[1], repeats=4, permutations=4)
-    assert set(t["setting"]) == {"noise_var=0.2", "rel=0.5"} and set(t["epoch"]) == {1}
+    t = uncertainty_table(fake_run, kernels="fixed:0.2,rel:0.5", epochs=[1], repeats=4, permutations=4)
+    assert set(t["setting"]) == {"fixed:0.2", "rel:0.5"} and set(t["epoch"]) == {1}
     assert set(t["quantity"]) == {"I_XM", "I_YM"} and set(t["labels"]) == {"none", "coarse"}
     # the stored table's fixed-width values are reproduced
-    u, s = uncertainty_tables(fake_run, widths="fixed", epochs=[1, 2], repeats=4, permutations=0, layers=[1])
+    u, s = uncertainty_tables(fake_run, kernels="fixed:0.2", epochs=[1, 2], repeats=4, permutations=0, layers=[1])
     assert set(u["layer"]) == {1} and u["baseline_mean"].isna().all()
 
     from infoflow.cli import main
 
     out = tmp_path / "est.csv"
-    rc = main(["estimate", str(fake_run.path), "--width", "rel:0.1,fixed", "--uncertainty", "--repeats", "4",
+    rc = main(["estimate", str(fake_run.path), "--kernel", "rel:0.1,fixed:0.2", "--uncertainty", "--repeats", "4",
                "--permutations", "4", "--unc-layers", "0", "--epochs", "2", "--out", str(out), "-q"])
     assert rc == 0
     mi = pd.read_csv(out)
-    assert {"rel=0.1", "noise_var=0.2"} <= set(mi["setting"])
+    assert {"rel:0.1", "fixed:0.2"} <= set(mi["setting"])
     unc = pd.read_csv(tmp_path / "est.uncertainty.csv")
-    assert set(unc["layer"]) == {0} and set(unc["setting"]) == {"rel=0.1", "noise_var=0.2"}
+    assert set(unc["layer"]) == {0} and set(unc["setting"]) == {"rel:0.1", "fixed:0.2"}
     assert (tmp_path / "est.subsamples.csv").exists() and (tmp_path / "est.widths.csv").exists()
-    assert main(["estimate", str(fake_run.path), "--width", "rel", "--out", str(out), "-q"]) == 2
+    assert main(["estimate", str(fake_run.path), "--kernel", "rel", "--out", str(out), "-q"]) == 2

@@ -32,8 +32,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import MIConfig
+from .config import DataConfig, MIConfig
 from .errors import ConfigError, RunError
+from .estimators.widths import SCALE_AWARE_KERNEL
+from .models.unet import UNet
 from .network import Merge, Network, describe_network, model_device
 from .runs import RunDir, run_lock
 from .tracking import LoggedEpochs, MITracker, ProbeSet, Schedule, in_code_schedule, schedule_predicate
@@ -90,6 +92,11 @@ class Tracker:
         out: the run directory to create.
         fit_masks: masks K-means is fitted on (the training split's); None: ``probe_masks``.
         mi: estimator settings (``MIConfig``; kmeans_k must not exceed the number of fit masks).
+        extra_kernels: kernels estimated beside ``mi.kernels`` (specs, see
+            :mod:`infoflow.estimators.widths`). None: the scale-aware ``rel:0.1``
+            (:data:`~infoflow.estimators.widths.SCALE_AWARE_KERNEL`) for any network other than
+            infoflow's U-Net, whose activations the fixed ``fixed:0.2`` may leave at the ceiling;
+            none for infoflow's U-Net. ``()``: only ``mi.kernels``.
         layers: probe layers: None (``model.probe_modules()`` for infoflow's U-Net, else
             :func:`infoflow.network.find_probe_layers`), ``[(name, module)]``, submodule paths, or a
             function of the model. ``find`` passes options to ``find_probe_layers`` instead
@@ -119,6 +126,7 @@ class Tracker:
         *,
         fit_masks: Any = None,
         mi: MIConfig | None = None,
+        extra_kernels: Sequence[str] | None = None,
         layers: Any = None,
         find: Mapping[str, Any] | None = None,
         example_input: Any = None,
@@ -142,6 +150,10 @@ class Tracker:
         self.mi = mi if mi is not None else MIConfig()
         if not isinstance(self.mi, MIConfig):
             raise ConfigError(f"mi must be an infoflow.config.MIConfig, got {type(self.mi).__name__}")
+        if extra_kernels is None:
+            extra_kernels = () if isinstance(model, UNet) else (SCALE_AWARE_KERNEL,)
+        if extra_kernels:
+            self.mi = dataclasses.replace(self.mi, kernels=tuple(self.mi.kernels) + tuple(extra_kernels))
         images = _array(probe_images, "probe_images")
         masks = _array(probe_masks, "probe_masks")
         if len(images) != len(masks):
@@ -225,8 +237,6 @@ class Tracker:
         return self.run.path
 
     def _config(self, images: np.ndarray, data: Mapping[str, Any] | None, schedule: Schedule) -> dict[str, Any]:
-        from .config import DataConfig
-
         data_doc: dict[str, Any] = {"source": "user arrays (infoflow.api)", "size": int(images.shape[-1])}
         if data:
             unknown = set(data) - {f.name for f in dataclasses.fields(DataConfig)}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, InfoflowError
-from .estimators.widths import parse_width
+from .estimators.widths import DEFAULT_KERNELS, kernels_from_legacy, parse_kernels
 
 #: The choices of the settings that take a name (checked in :func:`_check_ranges`).
 MASK_RULES = ("code", "linear")
@@ -31,6 +31,21 @@ SCHEDULES = ("code", "log", "all", "custom")  # custom: a list of epochs given t
 PROBE_SETS = ("train", "test", "all")
 LABELINGS = ("kmeans", "coarse")
 ESTIMATOR_NAMES = ("kde", "kde_upper", "kde_lower", "bin", "renyi")
+#: The choices of model.model: skip masks of the paper's Models 1-4 (1->20, 3->17, 5->14, 7->11,
+#: the order of :data:`infoflow.models.unet.SKIP_PAIRS`).
+MODEL_SKIPS: dict[int, tuple[bool, bool, bool, bool]] = {
+    1: (True, True, True, True),
+    2: (False, True, True, True),
+    3: (False, False, True, True),
+    4: (False, False, False, True),
+}
+
+
+def skips_for_model(number: int) -> tuple[bool, bool, bool, bool]:
+    """Skip mask of the paper's Model ``number`` (1-4)."""
+    if number not in MODEL_SKIPS:
+        raise ConfigError(f"model number must be 1, 2, 3 or 4 (the paper's Models 1-4), got {number!r}")
+    return MODEL_SKIPS[number]
 
 
 @dataclass
@@ -61,8 +76,6 @@ class ModelConfig:
     init: str = "torch"  # initialisation: "keras" (the original's: Glorot-uniform kernels, zero biases) or "torch" (PyTorch's defaults)
 
     def skip_mask(self) -> tuple[bool, bool, bool, bool]:
-        from .models.unet import skips_for_model
-
         if self.skips is not None:
             if len(self.skips) != 4:
                 raise ConfigError(f"model.skips must have 4 entries (1->20, 3->17, 5->14, 7->11), got {self.skips!r}")
@@ -103,7 +116,7 @@ class MIConfig:
     subset: str | None = None  # probe samples the online estimates use: None (all of `probe`), "train" or "test" (the K-means analysis of the original: probe "all", subset "train"); any subset later with `infoflow estimate --probe-subset`
     probe_limit: int | None = None  # use only the first n probe samples; None: all
     y_from: str = "code"  # masks the output classes Y are made from: "code" (graded masks, as the paper's MI notebooks; binary masks where the data has no graded ones) or "binary" (the training masks)
-    noise_var: tuple[float, ...] = (0.2,)  # KDE noise variance(s) s2 (code: 0.2; paper text: 1.0)
+    kernels: tuple[str, ...] = DEFAULT_KERNELS  # kernels of KDE and Renyi, in the spec of infoflow.estimators.widths: "fixed:S2" (the paper's: code fixed:0.2, text fixed:1.0), "rel:F" (F x the layer's median squared distance), "silverman[:F]" (docs/estimates.md)
     bin_size: tuple[float, ...] = (0.1,)  # binning bin size(s) (code: 0.1; paper text: 0.2)
     labels: tuple[str, ...] = ("kmeans", "coarse")  # output classes Y: "kmeans" and/or "coarse"
     kmeans_k: int = 64  # K of K-means (paper: 64)
@@ -112,7 +125,6 @@ class MIConfig:
     coarse_threshold: float | None = None  # pixels per block above which a block is 1; None: block area / 16 (64 at S=128)
     renyi_alpha: float = 1.01  # alpha of the matrix-based Renyi estimator
     estimators: tuple[str, ...] = ("kde", "bin", "renyi")  # which estimators to run online
-    widths: tuple[str, ...] = ("fixed",)  # kernel widths of KDE and Renyi: "fixed" (each noise_var, the paper's), "fixed:S2", "rel:F" (F x median pairwise squared distance), "silverman[:F]" (see docs/estimates.md)
     permutations: int = 20  # label permutations of the I(Y;M) baseline column (0: none)
     memory_budget_gb: float | str = "auto"  # GiB of activations held at once while building distance matrices, or "auto": half the free memory of a CUDA device (read at each logged epoch; paper scale, N = 605, needs 5.65 GiB for one pass), 4 GiB elsewhere (one full pass plus a short one up to enc2 at paper scale)
     batch_size: int = 32  # probe forward batch size
@@ -174,10 +186,27 @@ def _from_dict(cls: type, d: dict[str, Any], prefix: str) -> Any:
             continue
         sub = _SECTIONS.get(name) if cls is RunConfig else None
         if sub is not None:
-            kwargs[name] = _from_dict(sub, d[name], prefix + name + ".")
+            kwargs[name] = _from_dict(sub, _upgrade_mi(d[name]) if name == "mi" else d[name], prefix + name + ".")
         else:
             kwargs[name] = d[name]
     return cls(**kwargs)
+
+
+def _upgrade_mi(d: Any) -> Any:
+    """The ``mi`` section of a ``config.json`` written before ``mi.kernels``: its ``noise_var``
+    and ``widths`` become ``kernels`` (:func:`~infoflow.estimators.widths.kernels_from_legacy`)."""
+    if not isinstance(d, dict) or not ({"noise_var", "widths"} & set(d)):
+        return d
+    if "kernels" in d:
+        raise ConfigError("setting mi.kernels replaces mi.noise_var and mi.widths: give only mi.kernels")
+    out = dict(d)
+    noise_var, widths = out.pop("noise_var", (0.2,)), out.pop("widths", ("fixed",))
+    try:
+        out["kernels"] = kernels_from_legacy(noise_var if isinstance(noise_var, (list, tuple)) else [noise_var],
+                                             widths)
+    except (InfoflowError, TypeError, ValueError) as exc:
+        raise ConfigError(f"settings mi.noise_var {noise_var!r} / mi.widths {widths!r}: {exc}") from None
+    return out
 
 
 # -- types and ranges: the one place every setting is checked -----------------------------------
@@ -304,12 +333,14 @@ def _check_ranges(section: Any, prefix: str) -> None:
         _one_of(k("subset"), section.subset, PROBE_SETS, optional=True)
         _at_least(k("probe_limit"), section.probe_limit, 2, optional=True)
         _one_of(k("y_from"), section.y_from, ("code", "binary"))
-        for name in ("noise_var", "bin_size"):
-            values = getattr(section, name)
-            if not values:
-                _fail(k(name), "one or more positive numbers", values)
-            for v in values:
-                _positive(k(name), v)
+        if not section.bin_size:
+            _fail(k("bin_size"), "one or more positive numbers", section.bin_size)
+        for v in section.bin_size:
+            _positive(k("bin_size"), v)
+        try:  # one spec per kernel, written as the table's setting will be ("silverman" -> "silverman:1.0")
+            section.kernels = tuple(kern.spec() for kern in parse_kernels(section.kernels))
+        except InfoflowError as exc:
+            raise ConfigError(f"setting {k('kernels')}: {exc}") from None
         if not section.labels:
             _fail(k("labels"), "one or more of " + ", ".join(LABELINGS), section.labels)
         for v in section.labels:
@@ -325,11 +356,6 @@ def _check_ranges(section: Any, prefix: str) -> None:
             _fail(k("estimators"), "one or more of " + ", ".join(ESTIMATOR_NAMES), section.estimators)
         for v in section.estimators:
             _one_of(k("estimators"), v, ESTIMATOR_NAMES)
-        for v in section.widths:
-            try:
-                parse_width(v)
-            except InfoflowError as exc:
-                raise ConfigError(f"setting {k('widths')}: {exc}") from None
         _at_least(k("permutations"), section.permutations, 0)
         if isinstance(section.memory_budget_gb, str) and section.memory_budget_gb != "auto":
             _fail(k("memory_budget_gb"), "a positive number of GiB or auto", section.memory_budget_gb)
@@ -342,8 +368,8 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mi
 
 # Named settings of the estimators: the paper's code (default) and the paper's text.
 MI_PRESETS: dict[str, dict[str, Any]] = {
-    "code": {"noise_var": (0.2,), "bin_size": (0.1,), "probe": "train", "kmeans_k": 64},
-    "paper": {"noise_var": (1.0,), "bin_size": (0.2,), "probe": "train", "kmeans_k": 64},
+    "code": {"kernels": ("fixed:0.2",), "bin_size": (0.1,), "probe": "train", "kmeans_k": 64},
+    "paper": {"kernels": ("fixed:1.0",), "bin_size": (0.2,), "probe": "train", "kmeans_k": 64},
 }
 
 

@@ -26,15 +26,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import RunDamaged, RunError, RunLocked, StorageFull
-
-if TYPE_CHECKING:
-    from .config import RunConfig
+# torch is imported inside the three methods that write versions and checkpoints: the CLI's command
+# modules import RunDir at their top, and `infoflow --help` must not wait for torch (docs/ARCHITECTURE.md).
+from . import __version__
+from .config import RunConfig
+from .errors import ConfigError, RunDamaged, RunError, RunLocked, StorageFull
+from .estimators.table import normalize_table  # at_floor, baseline and today's settings for older tables
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -412,9 +414,7 @@ class RunDir:
         return run_lock(self.path, what=what)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        import torch
-
-        from . import __version__
+        import torch  # torch only where checkpoints and versions are written: see the module's imports
 
         doc = dict(config)
         doc.setdefault("_meta", {"infoflow": __version__, "torch": torch.__version__,
@@ -433,11 +433,8 @@ class RunDir:
         doc.pop("_meta", None)
         return doc
 
-    def config(self) -> "RunConfig":
+    def config(self) -> RunConfig:
         """The run's :class:`~infoflow.config.RunConfig`; a bad value is an error naming config.json."""
-        from .config import RunConfig
-        from .errors import ConfigError
-
         doc = self.read_config()
         try:
             return RunConfig.from_dict(doc)
@@ -497,8 +494,6 @@ class RunDir:
         self._write_table(name, frame)
 
     def read_mi(self, name: str = MI) -> pd.DataFrame:
-        from .estimators.table import normalize_table  # at_floor and baseline for tables written without them
-
         return normalize_table(self._read_table(name))
 
     def check(self) -> None:
@@ -634,7 +629,7 @@ class RunDir:
     def save_checkpoint(self, epoch: int, model_state: dict[str, Any], optimizer_state: dict[str, Any],
                         config: dict[str, Any]) -> None:
         """``checkpoints/last.pt``: the state after ``epoch`` (loads with ``weights_only=True``)."""
-        import torch
+        import torch  # see the module's imports
 
         state = {"epoch": int(epoch), "model": model_state, "optimizer": optimizer_state,
                  "config": json.dumps(config, sort_keys=True)}
@@ -644,7 +639,7 @@ class RunDir:
 
     def load_checkpoint(self, *, map_location: Any = "cpu") -> dict[str, Any] | None:
         """The last checkpoint (``epoch``, ``model``, ``optimizer``, ``config``), None when there is none."""
-        import torch
+        import torch  # see the module's imports
 
         path = self.checkpoint_path
         if not path.exists():

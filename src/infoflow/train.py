@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from .config import RunConfig
@@ -124,12 +125,9 @@ def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-def _progress(enabled: bool):  # noqa: ANN202 - rich types are optional
+def _progress(enabled: bool) -> Progress | contextlib.nullcontext[None]:
     if not enabled:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
 

@@ -14,7 +14,7 @@ from infoflow.train import train
 
 TINY = {"name": "tiny", "data.source": "synthetic", "data.size": 32, "data.n_synthetic": 48, "model.width": 4,
         "train.epochs": 3, "train.batch_size": 8, "train.optimizer": "adam", "mi.kmeans_k": 4,
-        "mi.noise_var": (0.2, 1.0), "mi.bin_size": (0.1, 0.2)}
+        "mi.kernels": ("fixed:0.2", "fixed:1.0"), "mi.bin_size": (0.1, 0.2)}
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,16 @@ def test_cli_estimate_writes_the_same_table(run, tmp_path):
 
 def test_cli_noise_variance_sweep_is_one_call(run, tmp_path):
     out = tmp_path / "sweep.csv"
-    assert main(["estimate", str(run.path), "--noise-var", "0.01,1,100", "--labels", "kmeans", "--k", "3",
+    assert main(["estimate", str(run.path), "--kernel", "fixed:0.01,fixed:1,fixed:100", "--labels", "kmeans", "--k", "3",
                  "--out", str(out), "--quiet"]) == 0
     table = pd.read_csv(out)
     kde = table[table["estimator"] == "kde_upper"]
-    assert set(kde["setting"]) == {"noise_var=0.01", "noise_var=1.0", "noise_var=100.0"}
+    assert set(kde["setting"]) == {"fixed:0.01", "fixed:1.0", "fixed:100.0"}
     assert set(table["labels"]) == {"none", "kmeans"}
     # a wider kernel can only blur the samples together: I(X;M) falls as the noise variance grows
     ixm = kde[kde["quantity"] == "I_XM"].pivot_table(index=["epoch", "layer"], columns="setting", values="value")
-    assert (ixm["noise_var=0.01"] >= ixm["noise_var=1.0"] - 1e-9).all()
-    assert (ixm["noise_var=1.0"] >= ixm["noise_var=100.0"] - 1e-9).all()
+    assert (ixm["fixed:0.01"] >= ixm["fixed:1.0"] - 1e-9).all()
+    assert (ixm["fixed:1.0"] >= ixm["fixed:100.0"] - 1e-9).all()
 
 
 def test_probe_subset_and_errors(run, tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_named_probe_subsets_of_one_run(tmp_path, capsys):
     """One run stores the matrices of all its probe samples (train + test, as the original saved
     all 670); the online table uses the training ones (mi.subset); `--probe-subset` re-estimates on
     any named subset from the same matrices, the stored classes restricted to it."""
-    cfg = RunConfig().override(**{**TINY, "mi.probe": "all", "mi.subset": "train", "mi.noise_var": (0.2,),
+    cfg = RunConfig().override(**{**TINY, "mi.probe": "all", "mi.subset": "train", "mi.kernels": ("fixed:0.2",),
                                   "mi.estimators": ("kde",), "train.epochs": 2})
     run = train(cfg, tmp_path / "all", progress=False)
     record = run.load_probe()
@@ -86,7 +86,7 @@ def test_named_probe_subsets_of_one_run(tmp_path, capsys):
     sub = {}
     for name, n in (("train", 43), ("test", 5), ("all", 48)):
         assert main(["estimate", str(run.path), "--probe-subset", name, "--quiet"]) == 0
-        path = run.path / "estimates" / f"mi-s2-0.2_kmeans-coarse_k4_sub{name}.csv"
+        path = run.path / "estimates" / f"mi-fixed0.2_kmeans-coarse_k4_sub{name}.csv"
         sub[name] = pd.read_csv(path)
         assert set(sub[name]["n"]) == {n}
     cols = ["epoch", "layer", "estimator", "setting", "labels", "quantity", "value"]
@@ -102,3 +102,14 @@ def test_named_probe_subsets_of_one_run(tmp_path, capsys):
                  progress=False)
     assert main(["estimate", str(bare.path), "--probe-subset", "test", "--quiet"]) == 2
     assert "probe subset 'test' holds 0 sample(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kernel, floor, ceiling", [("fixed:1e9", True, False), ("fixed:1e-9", False, True),
+                                                   ("rel:0.1", False, False)])
+def test_floor_and_ceiling_warnings(run, tmp_path, capsys, kernel, floor, ceiling):
+    out = tmp_path / "w.csv"
+    assert main(["estimate", str(run.path), "--kernel", kernel, "--estimators", "kde", "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    setting = pd.read_csv(out)["setting"].iloc[0]
+    assert (f"estimates of kde_upper ({setting}) sit at their floor (about 0 bits)" in err) == floor
+    assert ("sit at their ceiling log2 N" in err) == ceiling

@@ -59,11 +59,11 @@ def test_columns_order_and_dtypes():
                             "d", "log2n", "h_y", "at_ceiling")
     assert COLUMNS[13:] == ("at_floor", "baseline")
     d = sqdist(np.arange(6.0)[:, None])[None].astype(np.float32)
-    f = estimate_layers(d, names=["l"], dims=[1], epoch=1, labelings={"y": np.arange(6) % 2}, noise_vars=[0.2],
+    f = estimate_layers(d, names=["l"], dims=[1], epoch=1, labelings={"y": np.arange(6) % 2}, kernels=["fixed:0.2"],
                         bin_codes={0.1: np.arange(6)[None]}, estimators=("kde", "bin", "renyi"), permutations=3)
     assert tuple(f.columns) == COLUMNS
     assert f["at_floor"].dtype == bool and f["baseline"].dtype == np.float64
-    empty = estimate_layers(d, names=["l"], dims=[1], epoch=1, labelings={}, noise_vars=[0.2], estimators=())
+    empty = estimate_layers(d, names=["l"], dims=[1], epoch=1, labelings={}, kernels=["fixed:0.2"], estimators=())
     assert tuple(empty.columns) == COLUMNS and empty["at_floor"].dtype == bool
 
 
@@ -78,7 +78,7 @@ def test_permutation_quantile_hand_computed():
     cl = np.array([0, 0, 0, 1, 1, 1])
     d = sqdist(cl[:, None] * 1e3)[None].astype(np.float32)
     y = cl.copy()
-    f = estimate_layers(d, names=["l"], dims=[1], epoch=3, labelings={"y": y}, noise_vars=[0.2],
+    f = estimate_layers(d, names=["l"], dims=[1], epoch=3, labelings={"y": y}, kernels=["fixed:0.2"],
                         bin_codes={0.1: cl[None]}, estimators=("kde", "bin"), permutations=perms, layers=[4])
     group = label_permutations(Labels.of(y, n), perms, epoch=3, layer=4, name="y")
     shuffled = [s.y for s in group.sets]
@@ -109,15 +109,14 @@ def test_independent_labels_sit_near_their_baseline():
     dists = np.stack([sqdist(a) for a in acts]).astype(np.float32)
     codes = {0.5: np.stack([bin_codes(a, bin_size=0.5) for a in acts])}
     widths = ("fixed:0.5", "rel:0.5")
-    f = estimate_layers(dists, names=["a", "b", "c"], dims=[6] * 3, epoch=2, labelings={"y": y}, noise_vars=[0.5],
-                        bin_codes=codes, estimators=("kde", "bin"), widths=widths, permutations=30)
+    f = estimate_layers(dists, names=["a", "b", "c"], dims=[6] * 3, epoch=2, labelings={"y": y}, kernels=widths,
+                        bin_codes=codes, estimators=("kde", "bin"), permutations=30)
     lab = Labels.of(y, n)
     for li in range(3):
         group = label_permutations(lab, 30, epoch=2, layer=li, name="y")
         d = dists[li].astype(np.float64)
-        for est, setting, p in [(e, w.replace(":", "=").replace("fixed=", "noise_var="),
-                                 prepare(e, dist=d, width=w, dim=6)) for e in ("kde_upper", "kde_lower")
-                                for w in widths] + [("bin", "bin=0.5", prepare("bin", codes=codes[0.5][li]))]:
+        for est, setting, p in [(e, w, prepare(e, dist=d, kernel=w, dim=6)) for e in ("kde_upper", "kde_lower")
+                                for w in widths] + [("bin", "bin:0.5", prepare("bin", codes=codes[0.5][li]))]:
             vals = p.i_ym_many(group)
             r = one(f, layer=li, estimator=est, setting=setting, quantity="I_YM")
             assert r["baseline"] == baseline_of(vals) == np.quantile(vals, 0.95)
@@ -136,7 +135,7 @@ def test_separated_classes_at_h_y_with_baseline_well_below():
     y = np.arange(n) % k
     centres = rng.normal(size=(k, 3)) * 1e3
     d = sqdist(centres[y])[None].astype(np.float32)
-    f = estimate_layers(d, names=["l"], dims=[3], epoch=1, labelings={"y": y}, noise_vars=[1.0],
+    f = estimate_layers(d, names=["l"], dims=[3], epoch=1, labelings={"y": y}, kernels=["fixed:1.0"],
                         bin_codes={0.1: y[None]}, estimators=("kde", "bin"), permutations=20)
     for est in ("kde_upper", "kde_lower", "bin"):
         r = one(f, estimator=est, quantity="I_YM")
@@ -150,9 +149,10 @@ def test_all_zero_distances_everything_at_the_floor():
     rng = np.random.default_rng(0)
     d = np.zeros((2, n, n), np.float32)
     f = estimate_layers(d, names=["a", "b"], dims=[4, 4], epoch=1,
-                        labelings={"y": np.arange(n) % 3, "z": np.arange(n) < 4}, noise_vars=[0.2, 1.0],
+                        labelings={"y": np.arange(n) % 3, "z": np.arange(n) < 4},
+                        kernels=("fixed:0.2", "fixed:1.0", "rel:0.1", "silverman"),
                         bin_codes={0.1: np.zeros((2, n), np.int64)}, dist_x=sqdist(rng.normal(size=(n, 3))),
-                        widths=("fixed", "rel:0.1", "silverman"), permutations=5)
+                        permutations=5)
     est_q = f[f["quantity"].isin(["I_XM", "I_YM"])]
     assert len(est_q) and est_q["at_floor"].all() and not est_q["at_ceiling"].any()
     assert est_q["value"].abs().max() < 1e-9
@@ -171,7 +171,7 @@ def test_floor_flags_off_where_the_estimate_is_informative():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(30, 4))
     y = (x[:, 0] > 0).astype(int)
-    f = estimate_layers(sqdist(x)[None], names=["l"], dims=[4], epoch=1, labelings={"y": y}, noise_vars=[0.5],
+    f = estimate_layers(sqdist(x)[None], names=["l"], dims=[4], epoch=1, labelings={"y": y}, kernels=["fixed:0.5"],
                         estimators=("kde_upper",))
     assert not one(f, quantity="I_XM")["at_floor"] and not one(f, quantity="I_YM")["at_floor"]
 
@@ -180,7 +180,7 @@ def test_no_permutations_nan_baseline_and_seeding():
     rng = np.random.default_rng(2)
     x = [rng.normal(size=(20, 3)) for _ in range(3)]
     dists = np.stack([sqdist(a) for a in x]).astype(np.float32)
-    kw = dict(names=["a", "b", "c"], dims=[3] * 3, labelings={"y": np.arange(20) % 3}, noise_vars=[0.5],
+    kw = dict(names=["a", "b", "c"], dims=[3] * 3, labelings={"y": np.arange(20) % 3}, kernels=["fixed:0.5"],
               estimators=("kde",))
     assert estimate_layers(dists, epoch=1, **kw)["baseline"].isna().all()
     a = estimate_layers(dists, epoch=1, permutations=7, **kw)
@@ -199,7 +199,7 @@ def test_normalize_table_fills_old_tables():
     x = rng.normal(size=(16, 3))
     d = np.stack([sqdist(x), np.zeros((16, 16))]).astype(np.float32)
     new = estimate_layers(d, names=["a", "b"], dims=[3, 3], epoch=1, labelings={"y": np.arange(16) % 2},
-                          noise_vars=[0.2, 50.0], bin_codes={0.1: np.stack([np.arange(16), np.zeros(16, int)])},
+                          kernels=("fixed:0.2", "fixed:50.0"), bin_codes={0.1: np.stack([np.arange(16), np.zeros(16, int)])},
                           dist_x=sqdist(x), permutations=4)
     old = new.drop(columns=["at_floor", "baseline"])
     back = normalize_table(old)
@@ -221,7 +221,7 @@ def test_read_mi_of_a_table_written_without_the_columns(tmp_path):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(12, 3))
     new = estimate_layers(sqdist(x)[None], names=["a"], dims=[3], epoch=1, labelings={"y": np.arange(12) % 3},
-                          noise_vars=[0.2], estimators=("kde",), permutations=3)
+                          kernels=["fixed:0.2"], estimators=("kde",), permutations=3)
     run = RunDir.create(tmp_path / "run", RunConfig().to_dict())
     run.write_mi(new.drop(columns=["at_floor", "baseline"]))
     got = run.read_mi()
@@ -241,8 +241,8 @@ def test_registry_and_prepared_objects():
     x = rng.normal(size=(25, 4))
     y = rng.integers(0, 3, 25)
     d = sqdist(x)
-    p = prepare("kde_lower", dist=d, width="rel:0.3", dim=4)
-    r = kde_mi(d, y, noise_var=p.kernel_var, dim=4, bound="lower")
+    p = prepare("kde_lower", dist=d, kernel="rel:0.3", dim=4)
+    r = kde_mi(d, y, kernel_var=p.kernel_var, dim=4, bound="lower")
     assert (p.i_xm, p.h_m, p.i_ym(y)) == (r.i_xm, r.h_m, r.i_ym)
     assert [row.quantity for row in p.label_free()] == ["H_M", "H_M_given_X", "I_XM"]
     assert prepare("renyi", dist=d, kernel_var=1.0, dist_x=d).label_free()[1].quantity == "I_XM"
@@ -283,7 +283,7 @@ def test_one_exp_per_layer_width_and_bound(monkeypatch):
     dists = np.stack([sqdist(rng.normal(size=(n, 4))) for _ in range(layers)]).astype(np.float32)
     labelings = {"a": rng.integers(0, 3, n), "b": rng.integers(0, 9, n), "c": np.arange(n) % 2}
     f = estimate_layers(dists, names=list("xyz"), dims=[4] * layers, epoch=1, labelings=labelings,
-                        noise_vars=[0.2, 1.0], estimators=("kde",), widths=("fixed", "rel:0.1", "silverman"),
+                        kernels=("fixed:0.2", "fixed:1.0", "rel:0.1", "silverman"), estimators=("kde",),
                         permutations=20)
     assert f["baseline"].notna().sum() == layers * 4 * 2 * len(labelings)
     assert calls == [(n, n)] * (layers * 4 * 2)  # 4 widths (fixed: 0.2 and 1.0) x 2 bounds per layer

@@ -46,8 +46,8 @@ N2_CASES = [
 @pytest.mark.parametrize("delta,s2,dim", N2_CASES)
 def test_n2_closed_form(delta, s2, dim):
     d = np.array([[0.0, delta], [delta, 0.0]])
-    up = kde_mi(d, [0, 1], noise_var=s2, dim=dim, bound="upper")
-    lo = kde_mi(d, [0, 1], noise_var=s2, dim=dim, bound="lower")
+    up = kde_mi(d, [0, 1], kernel_var=s2, dim=dim, bound="upper")
+    lo = kde_mi(d, [0, 1], kernel_var=s2, dim=dim, bound="lower")
 
     i_up = 1.0 - math.log2(1.0 + math.exp(-delta / (2 * s2)))
     i_lo = 1.0 - math.log2(1.0 + math.exp(-delta / (8 * s2)))
@@ -68,7 +68,7 @@ def test_n2_closed_form(delta, s2, dim):
 def test_n2_unit_values():
     # s2 = 1/(2 pi): log(2 pi s2) = 0, so H(M|X) = D/2 nats exactly; delta = 1/pi gives exponent -1
     d = np.array([[0.0, 1 / math.pi], [1 / math.pi, 0.0]])
-    r = kde_mi(d, noise_var=1 / (2 * math.pi), dim=4)
+    r = kde_mi(d, kernel_var=1 / (2 * math.pi), dim=4)
     assert r.h_m_given_x == pytest.approx(2.0 / LN2, rel=1e-14)  # 2.885390081777927 bits
     assert r.i_xm == pytest.approx(0.5480589169, abs=1e-9)  # 1 - log2(1 + e^-1)
     assert r.h_m == pytest.approx(2.0 / LN2 + 0.5480589169, abs=1e-9)
@@ -83,7 +83,7 @@ def test_n3_closed_form_upper_and_lower():
     rows_up = [1 + e(-1) + e(-9), e(-1) + 1 + e(-4), e(-9) + e(-4) + 1]
     rows_lo = [1 + e(-1 / 4) + e(-9 / 4), e(-1 / 4) + 1 + e(-4 / 4), e(-9 / 4) + e(-4 / 4) + 1]
     for bound, rows, cls0 in (("upper", rows_up, 1 + e(-1)), ("lower", rows_lo, 1 + e(-1 / 4))):
-        r = kde_mi(d, [0, 0, 1], noise_var=0.5, dim=1, bound=bound)
+        r = kde_mi(d, [0, 0, 1], kernel_var=0.5, dim=1, bound=bound)
         i_xm = math.log2(3) - sum(math.log2(v) for v in rows) / 3
         # labels {0,1} | {2}: same-class terms log2(cls0 / 2) (twice) and log2(1 / 1)
         t = [math.log2(v / 3) for v in rows]
@@ -93,7 +93,7 @@ def test_n3_closed_form_upper_and_lower():
         assert r.i_ym == pytest.approx(i_ym, abs=1e-12), bound
         assert r.h_m - r.h_m_given_y == pytest.approx(r.i_ym, abs=1e-12)
     # numbers of the upper bound, written out
-    r = kde_mi(d, [0, 0, 1], noise_var=0.5, dim=1)
+    r = kde_mi(d, [0, 0, 1], kernel_var=0.5, dim=1)
     assert r.i_xm == pytest.approx(1.2684421071, abs=1e-9)
     assert r.i_ym == pytest.approx(0.9030694959, abs=1e-9)
 
@@ -104,11 +104,11 @@ def test_n3_closed_form_upper_and_lower():
 def test_far_apart_gives_log2n_and_coincident_gives_zero(bound, n):
     rng = np.random.default_rng(n)
     far = sqdist(rng.permutation(n)[:, None] * 1e3)
-    r = kde_mi(far, np.arange(n) % 2, noise_var=0.2, dim=10, bound=bound)
+    r = kde_mi(far, np.arange(n) % 2, kernel_var=0.2, dim=10, bound=bound)
     assert r.i_xm == pytest.approx(math.log2(n), abs=1e-12)
     assert r.i_ym == pytest.approx(h_plugin(np.bincount(np.arange(n) % 2)), abs=1e-12)
     same = np.zeros((n, n))
-    r0 = kde_mi(same, np.arange(n) % 2, noise_var=0.2, dim=10, bound=bound)
+    r0 = kde_mi(same, np.arange(n) % 2, kernel_var=0.2, dim=10, bound=bound)
     assert r0.i_xm == pytest.approx(0.0, abs=1e-12)
     assert r0.i_ym == pytest.approx(0.0, abs=1e-12)
 
@@ -117,7 +117,7 @@ def test_far_apart_gives_log2n_and_coincident_gives_zero(bound, n):
 @pytest.mark.parametrize("sizes", [[4, 4], [3, 2, 1], [5, 1, 1, 1]])
 def test_well_separated_classes_give_h_y(bound, sizes):
     d, y = clusters(sizes)
-    r = kde_mi(d, y, noise_var=1.0, dim=3, bound=bound)
+    r = kde_mi(d, y, kernel_var=1.0, dim=3, bound=bound)
     assert r.i_ym == pytest.approx(h_plugin(sizes), abs=1e-12)
     assert r.i_xm == pytest.approx(h_plugin(sizes), abs=1e-12)  # samples coincide within a class
 
@@ -126,7 +126,7 @@ def test_well_separated_classes_give_h_y(bound, sizes):
 def test_one_class_gives_zero_i_ym(bound):
     rng = np.random.default_rng(1)
     d = sqdist(rng.normal(size=(12, 4)))
-    r = kde_mi(d, np.full(12, 7), noise_var=0.5, dim=4, bound=bound)
+    r = kde_mi(d, np.full(12, 7), kernel_var=0.5, dim=4, bound=bound)
     assert r.i_ym == pytest.approx(0.0, abs=1e-12)
     assert r.h_m_given_y == pytest.approx(r.h_m, abs=1e-12)
 
@@ -137,8 +137,8 @@ def test_lower_below_upper_and_within_bounds():
         x = rng.normal(size=(20, 6)) * (0.1 + 0.2 * k)
         y = rng.integers(0, 3, size=20)
         d = sqdist(x)
-        up = kde_mi(d, y, noise_var=0.2, dim=6, bound="upper")
-        lo = kde_mi(d, y, noise_var=0.2, dim=6, bound="lower")
+        up = kde_mi(d, y, kernel_var=0.2, dim=6, bound="upper")
+        lo = kde_mi(d, y, kernel_var=0.2, dim=6, bound="lower")
         assert lo.i_xm <= up.i_xm + 1e-12
         assert lo.h_m <= up.h_m + 1e-12
         for r in (up, lo):
@@ -154,25 +154,25 @@ def test_permutation_invariance_and_input_types():
     d = sqdist(x)
     perm = rng.permutation(15)
     for bound in ("upper", "lower"):
-        a = kde_mi(d, y, noise_var=0.3, dim=5, bound=bound)
-        b = kde_mi(d[np.ix_(perm, perm)], y[perm], noise_var=0.3, dim=5, bound=bound)
+        a = kde_mi(d, y, kernel_var=0.3, dim=5, bound=bound)
+        b = kde_mi(d[np.ix_(perm, perm)], y[perm], kernel_var=0.3, dim=5, bound=bound)
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        c = kde_mi(torch.from_numpy(d), torch.from_numpy(y), noise_var=0.3, dim=5, bound=bound)
+        c = kde_mi(torch.from_numpy(d), torch.from_numpy(y), kernel_var=0.3, dim=5, bound=bound)
         np.testing.assert_array_equal(a, c)
         # labels are only compared for equality: renaming classes changes nothing
-        e = kde_mi(d, np.array(["c%d" % v for v in y * 3 + 11]), noise_var=0.3, dim=5, bound=bound)
+        e = kde_mi(d, np.array(["c%d" % v for v in y * 3 + 11]), kernel_var=0.3, dim=5, bound=bound)
         np.testing.assert_array_equal(a, e)
     # float32 input is used as float64: same result as the float64 copy of the same numbers
     d32 = d.astype(np.float32)
-    np.testing.assert_array_equal(kde_mi(d32, noise_var=0.3, dim=5), kde_mi(d32.astype(np.float64), noise_var=0.3, dim=5))
+    np.testing.assert_array_equal(kde_mi(d32, kernel_var=0.3, dim=5), kde_mi(d32.astype(np.float64), kernel_var=0.3, dim=5))
 
 
 def test_mi_does_not_depend_on_dim():
     rng = np.random.default_rng(4)
     d = sqdist(rng.normal(size=(10, 3)))
     y = np.arange(10) % 3
-    a = kde_mi(d, y, noise_var=0.2, dim=1)
-    b = kde_mi(d, y, noise_var=0.2, dim=262_144)
+    a = kde_mi(d, y, kernel_var=0.2, dim=1)
+    b = kde_mi(d, y, kernel_var=0.2, dim=262_144)
     assert a.i_xm == pytest.approx(b.i_xm, abs=1e-9)
     assert a.i_ym == pytest.approx(b.i_ym, abs=1e-9)
     assert b.h_m_given_x == pytest.approx(131_072 * (math.log(2 * math.pi * 0.2) + 1) / LN2, rel=1e-14)
@@ -180,17 +180,17 @@ def test_mi_does_not_depend_on_dim():
 
 def test_negative_rounding_is_clipped():
     d = np.array([[-1e-9, 1e6], [1e6, -1e-9]])
-    assert kde_mi(d, noise_var=0.2, dim=1).i_xm == pytest.approx(1.0, abs=1e-12)
+    assert kde_mi(d, kernel_var=0.2, dim=1).i_xm == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(noise_var=0.2, dim=3, bound="middle"),
-        dict(noise_var=0.0, dim=3),
-        dict(noise_var=-1.0, dim=3),
-        dict(noise_var=0.2, dim=0),
-        dict(noise_var=0.2, dim=2.5),
+        dict(kernel_var=0.2, dim=3, bound="middle"),
+        dict(kernel_var=0.0, dim=3),
+        dict(kernel_var=-1.0, dim=3),
+        dict(kernel_var=0.2, dim=0),
+        dict(kernel_var=0.2, dim=2.5),
     ],
 )
 def test_bad_settings_raise(kwargs):
@@ -200,11 +200,11 @@ def test_bad_settings_raise(kwargs):
 
 def test_bad_shapes_raise():
     with pytest.raises(InfoflowError):
-        kde_mi(np.zeros((3, 4)), noise_var=0.2, dim=1)
+        kde_mi(np.zeros((3, 4)), kernel_var=0.2, dim=1)
     with pytest.raises(InfoflowError):
-        kde_mi(np.zeros((3, 3)), [0, 1], noise_var=0.2, dim=1)
+        kde_mi(np.zeros((3, 3)), [0, 1], kernel_var=0.2, dim=1)
     with pytest.raises(InfoflowError):
-        kde_mi(np.full((2, 2), np.nan), noise_var=0.2, dim=1)
+        kde_mi(np.full((2, 2), np.nan), kernel_var=0.2, dim=1)
 
 
 def _reference(neg: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -236,7 +236,7 @@ def test_one_exp_form_equals_scipy_logsumexp(scale):
     large = max(2, math.ceil(DENSE_CLASS_SHARE * 60))
     assert np.bincount(y)[0] >= large > np.bincount(y)[1:].min()  # both paths (matrix product, pairs) are used
     for dd in (d, d + np.diag(np.linspace(0.0, 3.0 * scale, 60))):
-        p = KDEPrepared(dd, noise_var=0.2, dim=5)
+        p = KDEPrepared(dd, kernel_var=0.2, dim=5)
         ix, iy = _reference(-dd / 0.4, y)
         # (a nonzero diagonal gives nonsense values of thousands of bits: relative agreement there)
         assert p.i_xm == pytest.approx(ix, rel=1e-14, abs=1e-12)
@@ -254,6 +254,6 @@ def test_one_exp_form_equals_scipy_logsumexp(scale):
     far[0, 1] = far[1, 0] = 0.0
     yy = y.copy()
     yy[0], yy[1] = 1, 2
-    p = KDEPrepared(far, noise_var=0.2, dim=5)
+    p = KDEPrepared(far, kernel_var=0.2, dim=5)
     ix, iy = _reference(-far / 0.4, yy)
     assert np.isfinite(iy) and p.i_xm == pytest.approx(ix, abs=1e-12) and p.i_ym(yy) == pytest.approx(iy, abs=1e-12)

@@ -20,7 +20,6 @@ from infoflow.estimators import (
     estimate_layers,
     kde_mi,
     kde_setting,
-    parse_setting,
     renyi_mi,
     renyi_setting,
 )
@@ -50,7 +49,7 @@ def setup():
         dims=[3, 4, 2],
         epoch=7,
         labelings=labelings,
-        noise_vars=[0.2, 1.0],
+        kernels=("fixed:0.2", "fixed:1.0"),
         bin_codes=codes,
         dist_x=sqdist(x).astype(np.float32),
     )
@@ -81,8 +80,8 @@ def test_columns_dtypes_and_row_count(setup):
     km = f[f["labels"] == "kmeans"]
     assert (km["h_y"] == entropy_bits(np.arange(N) % 3)).all()
     assert set(f["setting"]) == {
-        "noise_var=0.2", "noise_var=1.0", "bin=0.1", "bin=0.5",
-        "alpha=1.01,kernel_var=0.2", "alpha=1.01,kernel_var=1.0",
+        "fixed:0.2", "fixed:1.0", "bin:0.1", "bin:0.5",
+        "fixed:0.2,alpha:1.01", "fixed:1.0,alpha:1.01",
     }  # fmt: skip
     assert not f.duplicated(["layer", "estimator", "setting", "labels", "quantity"]).any()
 
@@ -114,17 +113,17 @@ def test_values_equal_direct_calls(setup):
     y = kw["labelings"]["kmeans"]
     d1 = dists[1].astype(np.float64)
     for bound in ("upper", "lower"):
-        r = kde_mi(d1, y, noise_var=0.2, dim=4, bound=bound)
+        r = kde_mi(d1, y, kernel_var=0.2, dim=4, bound=bound)
         est = "kde_" + bound
-        assert value(f, layer=1, estimator=est, setting="noise_var=0.2", quantity="I_XM")[0] == r.i_xm
-        assert value(f, layer=1, estimator=est, setting="noise_var=0.2", quantity="H_M")[0] == r.h_m
-        assert value(f, layer=1, estimator=est, setting="noise_var=0.2", labels="kmeans", quantity="I_YM")[0] == r.i_ym
-        assert value(f, layer=1, estimator=est, setting="noise_var=0.2", labels="kmeans", quantity="H_M_given_Y")[0] == r.h_m_given_y
+        assert value(f, layer=1, estimator=est, setting="fixed:0.2", quantity="I_XM")[0] == r.i_xm
+        assert value(f, layer=1, estimator=est, setting="fixed:0.2", quantity="H_M")[0] == r.h_m
+        assert value(f, layer=1, estimator=est, setting="fixed:0.2", labels="kmeans", quantity="I_YM")[0] == r.i_ym
+        assert value(f, layer=1, estimator=est, setting="fixed:0.2", labels="kmeans", quantity="H_M_given_Y")[0] == r.h_m_given_y
     b = binning_mi(kw["bin_codes"][0.1][1], y)
-    assert value(f, layer=1, estimator="bin", setting="bin=0.1", quantity="I_XM")[0] == b.i_xm
-    assert value(f, layer=1, estimator="bin", setting="bin=0.1", labels="kmeans", quantity="I_YM")[0] == b.i_ym
+    assert value(f, layer=1, estimator="bin", setting="bin:0.1", quantity="I_XM")[0] == b.i_xm
+    assert value(f, layer=1, estimator="bin", setting="bin:0.1", labels="kmeans", quantity="I_YM")[0] == b.i_ym
     rr = renyi_mi(d1, dist_x=kw["dist_x"], labels=y, kernel_var=1.0, alpha=1.01)
-    st = "alpha=1.01,kernel_var=1.0"
+    st = "fixed:1.0,alpha:1.01"
     assert value(f, layer=1, estimator="renyi", setting=st, quantity="I_XM")[0] == pytest.approx(rr.i_xm, abs=1e-12)
     assert value(f, layer=1, estimator="renyi", setting=st, quantity="H_M")[0] == pytest.approx(rr.h_m, abs=1e-12)
     assert value(f, layer=1, estimator="renyi", setting=st, labels="kmeans", quantity="I_YM")[0] == pytest.approx(rr.i_ym, abs=1e-12)
@@ -135,7 +134,7 @@ def test_values_equal_direct_calls(setup):
 def test_ceiling_flags(setup):
     dists, kw = setup
     f = estimate_layers(dists, **kw)
-    for est, st in (("kde_upper", "noise_var=0.2"), ("kde_lower", "noise_var=1.0"), ("renyi", "alpha=1.01,kernel_var=0.2")):
+    for est, st in (("kde_upper", "fixed:0.2"), ("kde_lower", "fixed:1.0"), ("renyi", "fixed:0.2,alpha:1.01")):
         v, ceil = value(f, layer=0, estimator=est, setting=st, quantity="I_XM")
         # KDE reaches log2 N exactly; Renyi reaches S(X) of the (not quite diagonal) input kernel
         assert v == pytest.approx(math.log2(N), abs=1e-9 if est != "renyi" else 0.01 * math.log2(N)) and ceil, est
@@ -145,9 +144,9 @@ def test_ceiling_flags(setup):
         assert v == pytest.approx(0.0, abs=1e-9) and not ceil, est
         assert not value(f, layer=2, estimator=est, setting=st, labels="coarse", quantity="I_YM")[1]
     # binning: saturated layer 0 flags I_XM and H_M; the constant layer does not
-    assert value(f, layer=0, estimator="bin", setting="bin=0.1", quantity="I_XM") == (math.log2(N), True)
-    assert value(f, layer=0, estimator="bin", setting="bin=0.1", quantity="H_M")[1]
-    assert value(f, layer=2, estimator="bin", setting="bin=0.1", quantity="I_XM") == (0.0, False)
+    assert value(f, layer=0, estimator="bin", setting="bin:0.1", quantity="I_XM") == (math.log2(N), True)
+    assert value(f, layer=0, estimator="bin", setting="bin:0.1", quantity="H_M")[1]
+    assert value(f, layer=2, estimator="bin", setting="bin:0.1", quantity="I_XM") == (0.0, False)
     # entropies other than binning's H_M never carry the flag
     others = f[~f["quantity"].isin(["I_XM", "I_YM"]) & (f["estimator"] != "bin")]
     assert not others["at_ceiling"].any()
@@ -161,9 +160,9 @@ def test_estimator_subsets_and_missing_inputs(setup):
     assert "bin" not in set(f["estimator"])
     assert not ((f["estimator"] == "renyi") & (f["quantity"] == "I_XM")).any()
     assert ((f["estimator"] == "renyi") & (f["quantity"] == "I_YM")).any()
-    # (renyi_kernel_vars, used by tests only, is gone: the Renyi kernel variances are noise_vars / widths)
-    f = estimate_layers(dists, **dict(kw, labelings={}, estimators=("renyi",), noise_vars=[3.0], renyi_alpha=2))
-    assert set(f["setting"]) == {"alpha=2.0,kernel_var=3.0"} and set(f["labels"]) == {"none"}
+    # (renyi_kernel_vars, used by tests only, is gone: the Renyi kernel variances are the fixed kernels)
+    f = estimate_layers(dists, **dict(kw, labelings={}, estimators=("renyi",), kernels=["fixed:3.0"], renyi_alpha=2))
+    assert set(f["setting"]) == {"fixed:3.0,alpha:2.0"} and set(f["labels"]) == {"none"}
     f = estimate_layers(dists[1:], **dict(kw, names=["l1", "l2"], dims=[4, 2], layers=[5, 9], bin_codes=None))
     assert list(f["layer"].unique()) == [5, 9]
     with pytest.raises(InfoflowError):
@@ -177,14 +176,11 @@ def test_estimator_subsets_and_missing_inputs(setup):
 
 
 def test_setting_strings():
-    assert kde_setting(0.2) == "noise_var=0.2"
-    assert kde_setting(1) == "noise_var=1.0"
-    assert bin_setting(0.1) == "bin=0.1"
-    assert renyi_setting(1.01, 0.2) == "alpha=1.01,kernel_var=0.2"
-    assert parse_setting("alpha=1.01,kernel_var=0.2") == {"alpha": 1.01, "kernel_var": 0.2}
-    assert parse_setting(kde_setting(1e-3)) == {"noise_var": 1e-3}
-    with pytest.raises(InfoflowError):
-        parse_setting("noise_var")
+    assert kde_setting("fixed:0.2") == "fixed:0.2"
+    assert kde_setting("fixed:1") == "fixed:1.0"
+    assert bin_setting(0.1) == "bin:0.1"
+    assert renyi_setting("fixed:0.2", 1.01) == "fixed:0.2,alpha:1.01"
+    assert kde_setting("fixed:1e-3") == "fixed:0.001"
 
 
 def test_mitable_accumulates_truncates_and_round_trips(setup):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infoflow.experiments.claims import (
+from infoflow.analysis.claims import (
     ClaimThresholds,
     claim1,
     claim2,
@@ -17,7 +17,7 @@ from infoflow.experiments.claims import (
     curves,
     dice_outcomes,
     evaluate_claims,
-    predicted_epoch,
+    prediction,
     redundancy_predictions,
     select,
     smooth_dice,
@@ -68,7 +68,7 @@ def paper_like_ix(layer: int, epoch: int) -> float:
 
 
 def make_mi(iy=paper_like_iy, ix=paper_like_ix, epochs=EPOCHS, h_y=H_Y, log2n=LOG2N, n_layers=23,
-            setting="noise_var=0.2") -> pd.DataFrame:
+            setting="fixed:0.2") -> pd.DataFrame:
     rows = []
     for e in epochs:
         for layer in range(n_layers):
@@ -201,9 +201,9 @@ def test_predictions_from_a_layer_that_saturates_and_one_that_never_does():
     assert pred.loc["7->11", "deeper"] == -1
     assert not pred["at_ceiling"].any()
     p = pred.reset_index()
-    assert predicted_epoch(p, REMOVED["Model 2"]) == (5.0, False)
-    assert predicted_epoch(p, REMOVED["Model 3"]) == (20.0, False)
-    assert math.isnan(predicted_epoch(p, REMOVED["Model 4"])[0])
+    assert prediction(p, REMOVED["Model 2"])[:2] == (5.0, False)
+    assert prediction(p, REMOVED["Model 3"])[:2] == (20.0, False)
+    assert math.isnan(prediction(p, REMOVED["Model 4"])[0])
 
 
 def test_reference_layer_makes_every_layer_reach_its_own_maximum():

@@ -5,7 +5,7 @@ claim 3 (a), claim 3 (b) per merge and quantity, claim 4) a table where it must 
 it must fail, and ones where it must be undecided because the estimates it rests on sit at the
 floor (about 0 bits), at or below the permutation baseline, or at the ceiling; plus the all-zero,
 all-ceiling and baseline-everywhere tables (nothing passes) and the two merges measured on a
-real 10-epoch run at s2 = 1.0.
+real 10-epoch run at kernel fixed:1.0.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infoflow.experiments.claims import (
+from infoflow.analysis.claims import (
     PAPER_NUMBERS,
     STATUSES,
     ClaimThresholds,
@@ -92,7 +92,7 @@ def table(ix=ix_u, iy=iy_paper, epochs=EPOCHS, h_y=H_Y, log2n=LOG2N, n_layers=23
             x, y = float(ix(layer, e)), float(iy(layer, e))
             b = baseline(layer, e) if callable(baseline) else baseline
             base = {"epoch": e, "layer": layer, "name": f"l{layer}", "estimator": "kde_upper",
-                    "setting": "noise_var=1.0", "n": 605, "d": 100, "log2n": log2n}
+                    "setting": "fixed:1.0", "n": 605, "d": 100, "log2n": log2n}
             rx = {**base, "labels": "none", "quantity": "I_XM", "value": x, "h_y": np.nan,
                   "at_ceiling": x >= 0.99 * log2n}
             ry = {**base, "labels": "kmeans", "quantity": "I_YM", "value": y, "h_y": h_y,
@@ -340,7 +340,7 @@ def test_claim3_merge(name, kw, m, q, expected):
     assert math.isnan(r.numbers[f"rise_{q}_{m}"]) == (expected == "undecided")
 
 
-# The two merges measured on a real 10-epoch run at s2 = 1.0 (logged epochs 1-5 and 10).
+# The two merges measured on a real 10-epoch run at kernel fixed:1.0 (logged epochs 1-5 and 10).
 M_EPOCHS = [1, 2, 3, 4, 5, 10]
 M_LOG2N = float(np.log2(605))  # 9.24 bits
 M_HY = 6.0

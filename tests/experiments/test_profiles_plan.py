@@ -18,7 +18,7 @@ def test_paper_profile_is_the_papers_code():
     assert (cfg.data.size, cfg.model.width) == (128, 16)
     assert (cfg.train.optimizer, cfg.train.lr, cfg.train.momentum, cfg.train.batch_size) == ("sgd", 1e-3, 0.0, 16)
     assert (cfg.train.epochs, cfg.train.schedule) == (10_000, "code")
-    assert cfg.mi.noise_var == (0.2,) and cfg.mi.bin_size == (0.1,) and cfg.mi.kmeans_k == 64
+    assert cfg.mi.kernels == ("fixed:0.2",) and cfg.mi.bin_size == (0.1,) and cfg.mi.kmeans_k == 64
     assert cfg.data.source == "/data/dsb" and cfg.model.model == 3 and cfg.model.skip_mask() == (False, False, True, True)
     assert get_profile("paper").gpus_per_run == 1
     assert cfg.model.init == "keras" and (cfg.mi.probe, cfg.mi.subset, cfg.mi.y_from) == ("all", "train", "code")
@@ -42,9 +42,9 @@ def test_cpu_and_smoke_profiles_are_valid_configs():
 
 
 def test_every_field_is_overridable_after_the_profile():
-    cfg = profile_config("cpu", sets={"train.epochs": 7, "mi.noise_var": [1.0], "model.width": 4,
+    cfg = profile_config("cpu", sets={"train.epochs": 7, "mi.kernels": ["fixed:1.0"], "model.width": 4,
                                       "train.seed": 10}, seed_index=2)
-    assert cfg.train.epochs == 7 and cfg.mi.noise_var == (1.0,) and cfg.model.width == 4
+    assert cfg.train.epochs == 7 and cfg.mi.kernels == ("fixed:1.0",) and cfg.model.width == 4
     assert cfg.train.seed == 12  # seeds are offsets from the configured seed
     assert cfg.mi.kmeans_seed == 2  # ... and so is the K-means seed: the classes Y vary with the seed too
     with pytest.raises(ConfigError):

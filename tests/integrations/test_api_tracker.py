@@ -98,7 +98,8 @@ def test_basicunet_user_loop_writes_a_full_run(dsb_small, tmp_path):
     assert net["merge_detection"] == "hooks" and cfg["mi"]["kmeans_k"] == 4 and cfg["data"]["limit"] == 24
 
     # `infoflow estimate` recomputes the table from the stored matrices, bit for bit
-    again = reestimate(run, MI)
+    assert run.config().mi.kernels == ("fixed:0.2", "rel:0.1")  # a scale-aware kernel beside the paper's
+    again = reestimate(run, run.config().mi)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), mi[again.columns].reset_index(drop=True),
                                   check_dtype=False)
 

@@ -79,6 +79,7 @@ def test_two_epoch_fit_records_mi(dsb_small, tmp_path):
     mi = run.read_mi()
     assert sorted(mi["epoch"].unique()) == [1, 2]
     assert mi.groupby("epoch")["layer"].nunique().tolist() == [23, 23]
+    assert set(mi.loc[mi["estimator"] == "kde_upper", "setting"]) == {"fixed:0.2", "rel:0.1"}  # the default kernels
     assert run.matrix_epochs() == [1, 2] and run.prediction_epochs() == [1, 2]
     for f in ("config.json", "metrics.csv", "probe.npz", "mi.csv", "layer_stats.csv"):
         assert (out / f).is_file(), f

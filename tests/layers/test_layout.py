@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from infoflow.errors import ConfigError
-from infoflow.experiments.claims import claim1, claim2, claim3
-from infoflow.models.unet import MODEL_SKIPS, SKIP_PAIRS, UNET_LAYOUT, UNet, build_model, layout_from_config
+from infoflow.analysis.claims import claim1, claim2, claim3
+from infoflow.config import MODEL_SKIPS
+from infoflow.models.unet import SKIP_PAIRS, UNET_LAYOUT, UNet, build_model, layout_from_config
 from infoflow.network import GROUPS, LayerWarning, NetworkLayout, describe_network, layer_groups
 from infoflow.runs import RunDir
 

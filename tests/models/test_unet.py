@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from infoflow.errors import ConfigError
-from infoflow.models import MERGE_LAYERS, PROBE_LAYERS, SKIP_PAIRS, UNet, build_model, count_parameters
+from infoflow.models import MERGE_LAYERS, PROBE_LAYERS, SKIP_PAIRS, UNet, build_model
+from infoflow.network import count_parameters
 
 # Parameter counts at w = 16. Model 1 equals the original Keras model; removing a skip removes
 # the skip's input channels from that merge conv: 3*3*c_skip*c_out weights.

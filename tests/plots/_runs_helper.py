@@ -64,16 +64,16 @@ def epochs_of(run: RunDir) -> list[int]:
 
 
 #: The kernel widths of the estimate-quality tests (those of `infoflow report --quality`).
-QUALITY_WIDTHS = "fixed,rel:0.1,rel:1,silverman"
+QUALITY_KERNELS = "fixed:0.2,rel:0.1,rel:1,silverman"
 
 
 def real_uncertainty(run: RunDir) -> pd.DataFrame:
     """A real uncertainty table of the last logged epoch of ``run`` (few repeats: fast; cached)."""
     if "unc" not in _CACHE:
-        from infoflow.uncertainty import uncertainty_tables
+        from infoflow.analysis.uncertainty import uncertainty_tables
 
         last = run.matrix_epochs()[-1]
-        _CACHE["unc"] = uncertainty_tables(run, widths=QUALITY_WIDTHS, epochs=[last], repeats=4, permutations=10,
+        _CACHE["unc"] = uncertainty_tables(run, kernels=QUALITY_KERNELS, epochs=[last], repeats=4, permutations=10,
                                            seed=1)[0]
     return _CACHE["unc"].copy()
 
@@ -93,9 +93,9 @@ def _toy_claims(mi: pd.DataFrame) -> dict:
 def real_robustness(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(verdicts, summary)`` of toy claims re-checked under the quality widths (cached)."""
     if "rob" not in _CACHE:
-        from infoflow.robustness import robustness_table
+        from infoflow.analysis.robustness import robustness_table
 
-        verdicts, summary, _ = robustness_table(run, _toy_claims, widths=("fixed:0.2", "rel:0.1", "rel:1",
+        verdicts, summary, _ = robustness_table(run, _toy_claims, kernels=("fixed:0.2", "rel:0.1", "rel:1",
                                                                           "silverman"))
         _CACHE["rob"] = (verdicts, summary)
     v, s = _CACHE["rob"]

@@ -67,12 +67,12 @@ def test_plane_points_ceilings_and_marks_follow_the_table(run, helper):
 
 def test_plane_selection_of_estimator_and_labels(run):
     fig = information_planes(run, estimator="bin", labels="coarse")
-    assert "bin (bin=0.1), Y: coarse" in fig._suptitle.get_text()
+    assert "bin (bin:0.1), Y: coarse" in fig._suptitle.get_text()
     x = _mi(run, est="bin")
     last = _plane_axes(fig)[22].collections[0].get_offsets()[:, 0]
     np.testing.assert_allclose(last, x[x["layer"] == 22].sort_values("epoch")["value"])
     with pytest.raises(ValueError, match="no setting"):
-        information_planes(run, estimator="kde_upper", setting="noise_var=9.0")
+        information_planes(run, estimator="kde_upper", setting="fixed:9.0")
 
 
 def test_uplot_epochs_follow_the_paper_code():

@@ -9,7 +9,7 @@ from infoflow.errors import InfoflowError
 from infoflow.models.unet import MERGE_LAYERS
 from infoflow.plots import information_planes, uplot_intervals, uplots
 
-SETTINGS = ["noise_var=0.2", "rel=0.1", "rel=1.0", "silverman=1.0"]
+SETTINGS = ["fixed:0.2", "rel:0.1", "rel:1.0", "silverman:1.0"]
 
 
 def _rows(unc, setting, quantity, labels="kmeans"):
@@ -94,24 +94,24 @@ def test_uplot_intervals_one_column_per_setting_and_bars_from_the_table(run, unc
 def test_uplot_intervals_choices_and_errors(unc, tmp_path):
     path = tmp_path / "mi-x.uncertainty.csv"
     unc.to_csv(path, index=False)
-    fig = uplot_intervals(path, labels="coarse", settings=["rel=0.1"])  # a file; no run: no skip arcs
+    fig = uplot_intervals(path, labels="coarse", settings=["rel:0.1"])  # a file; no run: no skip arcs
     axes = _quality_axes(fig)
-    assert sorted(axes) == ["quality-I_XM-rel=0.1", "quality-I_YM-rel=0.1"]
-    rows = _rows(unc, "rel=0.1", "I_YM", labels="coarse")
-    seg = _segments(_gid(axes["quality-I_YM-rel=0.1"].collections, "ci"))
+    assert sorted(axes) == ["quality-I_XM-rel:0.1", "quality-I_YM-rel:0.1"]
+    rows = _rows(unc, "rel:0.1", "I_YM", labels="coarse")
+    seg = _segments(_gid(axes["quality-I_YM-rel:0.1"].collections, "ci"))
     np.testing.assert_allclose(seg[:, 1, 1], rows["ci_hi"])
-    assert not [ln for ln in axes["quality-I_YM-rel=0.1"].lines if (ln.get_gid() or "").startswith("merge-")]
+    assert not [ln for ln in axes["quality-I_YM-rel:0.1"].lines if (ln.get_gid() or "").startswith("merge-")]
     two = pd.concat([unc, unc.assign(epoch=2, value=unc["value"] / 2)], ignore_index=True)
-    last = _gid(_quality_axes(uplot_intervals(two))["quality-I_XM-rel=0.1"].lines, "estimate")
-    np.testing.assert_allclose(last.get_ydata(), _rows(unc, "rel=0.1", "I_XM")["value"])  # default: the last epoch
-    first = _gid(_quality_axes(uplot_intervals(two, epoch=2))["quality-I_XM-rel=0.1"].lines, "estimate")
-    np.testing.assert_allclose(first.get_ydata(), _rows(unc, "rel=0.1", "I_XM")["value"] / 2)
+    last = _gid(_quality_axes(uplot_intervals(two))["quality-I_XM-rel:0.1"].lines, "estimate")
+    np.testing.assert_allclose(last.get_ydata(), _rows(unc, "rel:0.1", "I_XM")["value"])  # default: the last epoch
+    first = _gid(_quality_axes(uplot_intervals(two, epoch=2))["quality-I_XM-rel:0.1"].lines, "estimate")
+    np.testing.assert_allclose(first.get_ydata(), _rows(unc, "rel:0.1", "I_XM")["value"] / 2)
     with pytest.raises(InfoflowError, match=r"no kde_upper rows at epoch 3; it has epochs \[2, 4\]"):
         uplot_intervals(two, epoch=3)
     with pytest.raises(InfoflowError, match="no 'bin' rows"):
         uplot_intervals(unc, estimator="bin")
-    with pytest.raises(InfoflowError, match="rel=7"):
-        uplot_intervals(unc, settings=["rel=7"])
+    with pytest.raises(InfoflowError, match="rel:7"):
+        uplot_intervals(unc, settings=["rel:7"])
     with pytest.raises(InfoflowError, match="lacks the column"):
         uplot_intervals(unc.drop(columns=["ci_hi"]))
     with pytest.raises(ValueError, match="nope.csv"):
@@ -125,7 +125,7 @@ def _plane_axes(fig):
 def test_information_planes_bars_from_the_uncertainty_table(run, unc):
     plain = information_planes(run)
     fig = information_planes(run, uncertainty=unc)
-    x, y = _rows(unc, "noise_var=0.2", "I_XM"), _rows(unc, "noise_var=0.2", "I_YM")
+    x, y = _rows(unc, "fixed:0.2", "I_XM"), _rows(unc, "fixed:0.2", "I_YM")
     for layer, (ax, ax0) in enumerate(zip(_plane_axes(fig), _plane_axes(plain))):
         assert not [c for c in ax0.collections if (c.get_gid() or "").startswith("ci-")]  # unchanged without it
         hx = _segments(_gid(ax.collections, "ci-x"))
@@ -135,7 +135,7 @@ def test_information_planes_bars_from_the_uncertainty_table(run, unc):
         np.testing.assert_allclose(hx[0], [[xr["ci_lo"], yr["value"]], [xr["ci_hi"], yr["value"]]])
         np.testing.assert_allclose(vy[0], [[xr["value"], yr["ci_lo"]], [xr["value"], yr["ci_hi"]]])
     assert "90% intervals" in fig._suptitle.get_text() and "intervals" not in plain._suptitle.get_text()
-    with pytest.raises(InfoflowError, match=r"no rows of kde_lower \(noise_var=0.2\)"):
+    with pytest.raises(InfoflowError, match=r"no rows of kde_lower \(fixed:0.2\)"):
         information_planes(run, estimator="kde_lower", uncertainty=unc)
 
 
@@ -143,7 +143,7 @@ def test_uplots_bars_for_the_epochs_the_table_has(run, unc):
     fig = uplots(run, uncertainty=unc)
     ax_x, ax_y = [ax for ax in fig.axes if ax.get_gid() != "epoch-colorbar"]
     for ax, q in ((ax_x, "I_XM"), (ax_y, "I_YM")):
-        rows = _rows(unc, "noise_var=0.2", q)
+        rows = _rows(unc, "fixed:0.2", q)
         bars = {c.get_gid(): c for c in ax.collections if (c.get_gid() or "").startswith("ci-")}
         assert sorted(bars) == ["ci-4"]  # epoch 1 is drawn, but the table has only epoch 4
         seg = _segments(bars["ci-4"])

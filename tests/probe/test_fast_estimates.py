@@ -21,13 +21,12 @@ from test_full_size_estimates import BIN, N, TOL, direct_codes, dsb_images, exac
 from infoflow.estimators import estimate_layers
 from infoflow.probe import bin_symbol_ids, capture, pairwise_sq_dists, probe_layers
 
-WIDTHS = ("fixed", "rel:0.1", "rel:1", "silverman")
-NOISE_VARS = (0.2, 1.0)
+WIDTHS = ("fixed:0.2", "fixed:1.0", "rel:0.1", "rel:1", "silverman")
 
 
 def _table(dists: np.ndarray, codes: np.ndarray, names: list[str], dims: list[int], labels: np.ndarray):
-    return estimate_layers(dists, names=names, dims=dims, epoch=1, labelings={"y": labels}, noise_vars=NOISE_VARS,
-                           bin_codes={BIN: codes}, estimators=("kde", "bin"), widths=WIDTHS)
+    return estimate_layers(dists, names=names, dims=dims, epoch=1, labelings={"y": labels},
+                           bin_codes={BIN: codes}, estimators=("kde", "bin"), kernels=WIDTHS)
 
 
 def max_mi_difference(acts: dict[str, np.ndarray], dist: np.ndarray, codes: np.ndarray, labels: np.ndarray) -> float:
@@ -44,7 +43,7 @@ def max_mi_difference(acts: dict[str, np.ndarray], dist: np.ndarray, codes: np.n
     assert len(merged) == len(got) == len(want)
     mi = merged[merged["quantity"].isin(["I_XM", "I_YM"])]
     assert set(mi["estimator"]) == {"kde_upper", "kde_lower", "bin"}
-    assert {"noise_var=0.2", "noise_var=1.0", "rel=0.1", "rel=1.0", "silverman=1.0"} <= set(mi["setting"])
+    assert {"fixed:0.2", "fixed:1.0", "rel:0.1", "rel:1.0", "silverman:1.0"} <= set(mi["setting"])
     diff = (mi["value_got"] - mi["value_want"]).abs()
     worst = mi.loc[diff.idxmax()]
     print(f"max |I - I_float64| = {diff.max():.2e} bits at {dict(worst[key])}")

@@ -21,8 +21,7 @@ from infoflow.probe import capture, probe_layers
 DSB = Path(__file__).resolve().parents[3] / "shared" / "data" / "dsb2018"
 N = 40
 TOL = 1e-4  # bits
-WIDTHS = ("fixed", "rel:0.1", "rel:1", "silverman")
-NOISE_VARS = (0.2, 1.0)
+WIDTHS = ("fixed:0.2", "fixed:1.0", "rel:0.1", "rel:1", "silverman")
 BIN = 0.1
 BIG = ("enc1.conv_a", "enc1.conv_b", "up1", "dec1.conv_a", "dec1.conv_b")  # D = 262,144 each at S = 128
 
@@ -44,9 +43,9 @@ def direct_codes(a: np.ndarray, b: float) -> np.ndarray:
 
 
 def _table(dists: np.ndarray, codes: np.ndarray, names, dims, labels: np.ndarray, dist_x: np.ndarray):
-    return estimate_layers(dists, names=names, dims=dims, epoch=1, labelings={"y": labels}, noise_vars=NOISE_VARS,
+    return estimate_layers(dists, names=names, dims=dims, epoch=1, labelings={"y": labels},
                            bin_codes={BIN: codes}, dist_x=dist_x, estimators=("kde", "bin", "renyi"),
-                           widths=WIDTHS)
+                           kernels=WIDTHS)
 
 
 def assert_same_estimates(acts: dict[str, np.ndarray], probe_dist: np.ndarray, probe_codes: np.ndarray,
@@ -71,11 +70,11 @@ def assert_same_estimates(acts: dict[str, np.ndarray], probe_dist: np.ndarray, p
     assert diff[is_mi].max() <= TOL, f"{diff[is_mi].max():.3g} bits at {dict(worst[key])}"
     # Entropies: exact agreement (1e-4 bits) where the kernel width is fixed. With a width taken
     # from the data (rel:, silverman) the KDE entropies of a D = 262,144 density (~1e6 bits)
-    # carry D/2 log2(s2): a relative change e of the width moves them all by ~D e / 1.39 bits,
+    # carry D/2 log2(kernel_var): a relative change e of the width moves them all by ~D e / 1.39 bits,
     # which cancels in every MI (checked above); Renyi entropies have no such term. The distances the width is taken from are
     # accurate to 1e-5 relative beyond `near` (pairwise_sq_dists), so there the entropies agree
     # to that: D/2 log2(1 + 1e-5 + 2^-23) bits, i.e. ~1e-5 of their value.
-    data_width = merged["estimator"].str.startswith("kde") & ~merged["setting"].str.contains("noise_var=")
+    data_width = merged["estimator"].str.startswith("kde") & ~merged["setting"].str.startswith("fixed:")
     allowed = np.where(data_width, TOL + merged["d_want"] / 2 * np.log2(1 + 1e-5 + 2.0**-23), TOL)
     bad = merged[~is_mi & (diff > allowed)]
     assert bad.empty, bad[key + ["value_got", "value_want"]].to_string()

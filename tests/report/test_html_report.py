@@ -52,9 +52,9 @@ def test_report_estimates_table_is_the_final_epoch(run, report):
     assert list(vals.index) == list(range(23))
     mi = run.read_mi()
     last = mi[(mi["epoch"] == 4) & (mi["estimator"] == "kde_upper") & (mi["quantity"] == "I_XM")]
-    pd.testing.assert_series_equal(vals["kde_upper|noise_var=0.2|none|I_XM"], last.set_index("layer")["value"],
+    pd.testing.assert_series_equal(vals["kde_upper|fixed:0.2|none|I_XM"], last.set_index("layer")["value"],
                                    check_names=False)
-    assert vals.columns[2] == "kde_upper|noise_var=0.2|none|I_XM"
+    assert vals.columns[2] == "kde_upper|fixed:0.2|none|I_XM"
     assert ceil.values.sum() == int(mi[(mi["epoch"] == 4) & mi["quantity"].isin(["I_XM", "I_YM"])]["at_ceiling"].sum())
     assert report.count("&#9650;</td>") == ceil.values.sum()
 
@@ -66,7 +66,7 @@ def test_ceiling_warnings_name_layers_at_their_ceiling(run, report):
     assert len(warns) == hit.groupby(["estimator", "setting", "labels", "quantity"]).ngroups
     kx = hit[(hit["estimator"] == "kde_upper") & (hit["quantity"] == "I_XM") & (hit["epoch"] == 4)]
     if len(kx):
-        (w,) = [w for w in warns if w.startswith("kde_upper (noise_var=0.2): I(X;M)")]
+        (w,) = [w for w in warns if w.startswith("kde_upper (fixed:0.2): I(X;M)")]
         assert f"in {kx['layer'].nunique()} of 23 layers at the final epoch 4" in w
     for w in warns:
         assert f'<div class="warn">{html.escape(w)}</div>' in report
@@ -239,7 +239,7 @@ def test_robustness_section_lists_statements_and_the_grid(qdoc, run, helper):
     for statement in summary["statement"]:
         assert f"<li>{html.escape(statement)}</li>" in qdoc
     (grid,) = re.findall(r'<table class="robustness">(.*?)</table>', qdoc, flags=re.S)
-    order = ["noise_var=0.2", "rel=0.1", "rel=1.0", "silverman=1.0"]
+    order = ["fixed:0.2", "rel:0.1", "rel:1.0", "silverman:1.0"]
     assert re.findall(r"<th>(.*?)</th>", grid) == ["claim"] + order
     words = {True: "holds", False: "fails", None: "undecided"}
     for r in verdicts.itertuples(index=False):
@@ -256,21 +256,21 @@ def test_report_without_estimates_has_no_quality_section(run):
     for text in ('id="quality-0"', 'id="robustness-0"', 'id="fig-quality"', '<table class="quality">',
                  '<table class="robustness">'):
         assert text not in doc
-    cmd = (f"infoflow estimate {run.path} --width fixed,rel:0.1,rel:1,silverman --uncertainty --epochs 4 "
+    cmd = (f"infoflow estimate {run.path} --kernel fixed:0.2,rel:0.1,rel:1.0,silverman:1.0 --uncertainty --epochs 4 "
            "--repeats 10 --permutations 20")
     assert f"<code>{html.escape(cmd)}</code>" in doc and doc.count('id="quality-missing-0"') == 1
-    assert f"<code>infoflow estimate {run.path} --width fixed,rel:0.1,rel:1,silverman --robustness</code>" in doc
+    assert f"<code>infoflow estimate {run.path} --kernel fixed:0.2,rel:0.1,rel:1.0,silverman:1.0 --robustness</code>" in doc
 
 
 def test_explicit_tables_and_only_a_summary(run, unc, helper, tmp_path):
     path = tmp_path / "elsewhere.uncertainty.csv"
-    unc[unc["setting"] == "rel=0.1"].to_csv(path, index=False)
+    unc[unc["setting"] == "rel:0.1"].to_csv(path, index=False)
     verdicts, summary = helper.real_robustness(run)
     only_summary = tmp_path / "x.robustness-summary.csv"
     summary.to_csv(only_summary, index=False)
     doc = render_report(run, only=["dice"], uncertainty=path, robustness=only_summary)
     assert f"<code>{path}</code>: epoch 4" in doc
-    assert re.findall(r"<th colspan=4>(.*?)</th>", doc) == ["rel=0.1"]
+    assert re.findall(r"<th colspan=4>(.*?)</th>", doc) == ["rel:0.1"]
     assert all(f"<li>{html.escape(s)}</li>" in doc for s in summary["statement"])
     assert '<table class="robustness">' not in doc  # no verdicts file beside the summary
     doc2 = render_report(run, only=["dice"], uncertainty=unc, robustness=verdicts)  # tables, summary made here
@@ -293,10 +293,10 @@ def test_cli_report_quality_computes_a_table_once(run, tmp_path, capsys):
     assert main(["report", str(r.path), "--quality", "--only", "dice", "--out", str(out)]) == 0
     said = capsys.readouterr().out
     (made,) = list((r.path / "estimates").glob("*.uncertainty.csv"))
-    assert made.name == "mi-s2-0.2_kmeans-coarse_k4_w-f-rel0.1-rel1.0-silverman1.0.uncertainty.csv"
+    assert made.name == "mi-fixed0.2-rel0.1-rel1-silverman1_kmeans-coarse_k4.uncertainty.csv"
     assert f"-> {made}" in said and made.with_name(made.name.replace("uncertainty", "subsamples")).exists()
     t = pd.read_csv(made)
-    assert set(t["setting"]) == {"noise_var=0.2", "rel=0.1", "rel=1.0", "silverman=1.0"}
+    assert set(t["setting"]) == {"fixed:0.2", "rel:0.1", "rel:1.0", "silverman:1.0"}
     assert set(t["epoch"]) == {4} and set(t["estimator"]) == {"kde_upper"}
     assert set(t["repeats"]) == {10} and set(t.loc[t["quantity"] == "I_YM", "permutations"]) == {20}
     doc = out.read_text()

@@ -75,7 +75,7 @@ DAMAGES = {  # name -> (damage, the file the error names)
 COMMANDS = {  # name -> arguments (the run's path is {run})
     "plot": ["plot", "{run}", "--only", "dice,uplots,classes_kmeans", "--format", "png"],
     "report": ["report", "{run}"],
-    "estimate": ["estimate", "{run}", "--noise-var", "1.0", "--quiet"],
+    "estimate": ["estimate", "{run}", "--kernel", "fixed:1.0", "--quiet"],
     "resume": ["train", "--resume", "{run}", "--epochs", "3", "--quiet"],
 }
 

@@ -22,8 +22,9 @@ REFUSED = [  # (extra arguments, what the error line says)
     (["--lr", "nan"], "train.lr must be a positive finite number"),
     (["--optimizer", "rmsprop"], "train.optimizer must be one of sgd, adam"),
     (["--probe", "val"], "mi.probe must be one of train, test, all"),
-    (["--noise-var", "nan"], "mi.noise_var must be a positive finite number, got nan"),
-    (["--noise-var", "0,x"], "--noise-var takes comma-separated numbers"),
+    (["--kernel", "fixed:nan"], "mi.kernels: kernel 'fixed:nan': the number must be positive and finite"),
+    (["--kernel", "fixed:0.2,x"], "mi.kernels: malformed kernel 'x'"),
+    (["--kernel", "rel=0.1"], "mi.kernels: malformed kernel 'rel=0.1'"),
     (["--set", "mi.kmeans_k=500"], "mi.kmeans_k = 500 must be between 1 and the number of masks"),
     (["--set", "mi.memory_budget_gb=0"], "mi.memory_budget_gb must be a positive finite number"),
     (["--set", "mi.batch_size=0"], "mi.batch_size must be at least 1"),
@@ -112,7 +113,7 @@ def held(done: Path):
 
 WRITERS = [
     ["train", "--resume", "{run}", "--quiet"],
-    ["estimate", "{run}", "--noise-var", "1.0", "--quiet"],
+    ["estimate", "{run}", "--kernel", "fixed:1.0", "--quiet"],
     ["plot", "{run}", "--only", "dice"],
     ["report", "{run}"],
 ]

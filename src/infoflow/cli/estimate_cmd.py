@@ -1,25 +1,33 @@
-"""``infoflow estimate RUN``: estimates redone from the stored distance matrices."""
+"""``infoflow estimate RUN``: estimates redone from the stored distance matrices.
+
+Modules that import torch (tracking, analysis, experiments) are imported inside the functions that
+use them: every command module is imported by ``infoflow --help``, which must not wait for torch.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 import typer
 
 from ..config import apply_mi_preset
 from ..errors import ConfigError
-from ..runs import RunDir
+from ..estimators.widths import resolved_kernels
+from ..runs import RunDir, sibling_path
 from . import app
-from .train_cmd import floats
+from .train_cmd import KERNEL_HELP, floats
 
 
 @app.command("estimate")
 def estimate_command(
     run_dir: Path = typer.Argument(..., help="a run directory written by `infoflow train`"),
-    noise_var: Optional[str] = typer.Option(None, "--noise-var", help="KDE noise variance(s), comma-separated: a sweep is one call"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help=KERNEL_HELP + "; a sweep is one call"),
     labels: Optional[str] = typer.Option(None, "--labels", help="output classes: kmeans, coarse, or both (kmeans,coarse)"),
     k: Optional[int] = typer.Option(None, "--k", help="K of K-means"),
     kmeans_seed: Optional[int] = typer.Option(None, "--kmeans-seed", help="K-means seed"),
@@ -27,7 +35,7 @@ def estimate_command(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="coarsening threshold (pixels per block)"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="alpha of the matrix-based Renyi estimator"),
     estimators: Optional[str] = typer.Option(None, "--estimators", help="comma-separated: kde, bin, renyi"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="'code' (s2 0.2) or 'paper' (s2 1.0)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="'code' (kernel fixed:0.2) or 'paper' (fixed:1.0)"),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="comma-separated logged epochs (default: all stored)"),
     probe_subset: Optional[str] = typer.Option(None, "--probe-subset", help="probe samples to estimate on: train or "
                                                "test (the samples of that split), all, or a number n (a seeded random "
@@ -36,9 +44,6 @@ def estimate_command(
     y_from: Optional[str] = typer.Option(None, "--y-from", help="masks Y is made from: code (graded masks, as the "
                                          "paper's MI notebooks) or binary (the training masks)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (default RUN/estimates/mi-<settings>.csv)"),
-    width: Optional[str] = typer.Option(None, "--width", help="kernel widths of KDE and Renyi, comma-separated: "
-                                        "fixed (each --noise-var), fixed:S2, rel:F (F x median squared distance), "
-                                        "silverman[:F]; e.g. rel:0.1,rel:1,silverman,fixed:0.2 (docs/estimates.md)"),
     uncertainty: bool = typer.Option(False, "--uncertainty", help="also write <out>.uncertainty.csv (subsampling "
                                      "intervals, permutation baseline of I(Y;M)) and <out>.subsamples.csv (trend with N)"),
     unc_estimators: str = typer.Option("kde_upper", "--unc-estimators", help="estimators of --uncertainty: kde, "
@@ -56,17 +61,15 @@ def estimate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Recompute MI from a run's stored distance matrices with any settings, without the network."""
-    import time
-
-    from ..tracking import estimates_path, reestimate
+    from ..tracking import estimates_path, floor_notes, reestimate
 
     run = RunDir.open(run_dir)
     with run.lock("re-estimates"):
         cfg = run.config()
         mi = cfg.mi if preset is None else apply_mi_preset(cfg.mi, preset)
         changes: dict = {}
-        if noise_var is not None:
-            changes["noise_var"] = floats(noise_var, "--noise-var")
+        if kernel is not None:
+            changes["kernels"] = kernel  # checked where the setting is (MIConfig -> estimators.widths)
         if labels is not None:
             changes["labels"] = tuple(x.strip() for x in labels.split(",") if x.strip())
         for key, value in (("kmeans_k", k), ("kmeans_seed", kmeans_seed), ("coarse_grid", grid),
@@ -79,10 +82,6 @@ def estimate_command(
             if bad:
                 raise ConfigError(f"--estimators takes kde, bin, renyi; got {', '.join(sorted(bad))}")
             changes["estimators"] = est
-        if width is not None:
-            from ..estimators.widths import parse_widths
-
-            changes["widths"] = tuple(w.spec() for w in parse_widths(width))
         mi = dataclasses.replace(mi, **changes)
         epoch_list = None
         if epochs is not None:
@@ -114,8 +113,10 @@ def estimate_command(
             typer.secho(f"warning: {n_ceiling} of {n_ixm} I(X;M) estimates sit at their ceiling log2 N: "
                         "they measure the activations' scale against the kernel width, not the network",
                         fg=typer.colors.YELLOW, err=True)
-        run.log(f"estimate: wrote {out} ({len(table)} rows, noise_var {mi.noise_var}, labels {mi.labels})")
-        if tuple(mi.widths) != ("fixed",):
+        for note in floor_notes(table):
+            typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+        run.log(f"estimate: wrote {out} ({len(table)} rows, kernels {', '.join(mi.kernels)}, labels {mi.labels})")
+        if any(not k.startswith("fixed:") for k in mi.kernels):
             _write_widths(run, mi, epoch_list, out)
         if uncertainty:
             _write_uncertainty(run, mi, epoch_list, out, estimators=unc_estimators, repeats=repeats,
@@ -126,25 +127,18 @@ def estimate_command(
 
 
 def _write_widths(run: RunDir, mi, epochs, out: Path) -> None:
-    """The kernel variance each width resolved to, per epoch and layer (<out>.widths.csv)."""
-    import pandas as pd
-
-    from ..estimators.widths import resolved_widths
-    from ..runs import sibling_path
-
+    """The kernel variance each kernel resolved to, per epoch and layer (<out>.widths.csv)."""
     frames = []
     for e in (epochs if epochs is not None else run.matrix_epochs()):
         m = run.load_matrices(e)
-        frames.append(resolved_widths(m.dist, names=m.names, widths=mi.widths, noise_vars=mi.noise_var, epoch=e))
+        frames.append(resolved_kernels(m.dist, names=m.names, kernels=mi.kernels, epoch=e))
     target = run.write_table(sibling_path(out, "widths"), pd.concat(frames, ignore_index=True))
-    typer.echo(f"kernel widths per epoch and layer -> {target}")
+    typer.echo(f"kernel variances per epoch and layer -> {target}")
 
 
 def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, repeats: int, permutations: int,
                        fractions: str, level: float, layers, seed: int, quiet: bool) -> None:
-    import time
-
-    from ..uncertainty import write_uncertainty
+    from ..analysis.uncertainty import write_uncertainty
 
     fr = floats(fractions, "--fractions")
     lay = None
@@ -168,8 +162,7 @@ def _write_uncertainty(run: RunDir, mi, epochs, out: Path, *, estimators: str, r
 
 
 def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str]) -> None:
-    from ..robustness import claims_by_setting, claims_evaluator, summarize_robustness
-    from ..runs import sibling_path
+    from ..analysis.robustness import claims_by_setting, claims_evaluator, summarize_robustness
 
     runs = None if not claims_runs else [RunDir.open(p.strip()) for p in claims_runs.split(",") if p.strip()]
     kwargs = {}
@@ -189,8 +182,6 @@ def _write_robustness(run: RunDir, table, out: Path, claims_runs: Optional[str])
 def _reproduction_thresholds(runs: list[RunDir]):
     """The claim thresholds of the reproduction the runs belong to (its reproduce.json: profile
     and --threshold overrides), as ``(ClaimThresholds, path)``; None for runs of no reproduction."""
-    import json
-
     from ..experiments.profiles import get_profile
     from ..experiments.reproduce import thresholds_for
 

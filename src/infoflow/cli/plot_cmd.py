@@ -51,7 +51,7 @@ def plot_command(
     run: Path = typer.Argument(..., help="run directory"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the figures (default RUN/figures)"),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="kde_upper (default), kde_lower, bin or renyi"),
-    setting: Optional[str] = typer.Option(None, "--setting", help="e.g. noise_var=1.0 or bin=0.2 (default: the first)"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="e.g. fixed:1.0, rel:0.1 or bin:0.2 (default: the first)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="output classes: kmeans (default) or coarse"),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="U-Plot epochs, e.g. 1,10,100 (default: the paper code's)"),
     fmt: str = typer.Option("png,pdf", "--format", help="file formats, comma-separated"),
@@ -91,7 +91,7 @@ def report_command(
         "--robustness`; repeat once per run, in order (default: the newest in RUN/estimates)"),
     quality: bool = typer.Option(
         False, "--quality", help="compute an uncertainty table for each run that has none (last logged epoch, "
-        "widths fixed,rel:0.1,rel:1,silverman, kde_upper, 10 subsets per size, 20 permutations; written to "
+        "the run's kernels and rel:0.1,rel:1.0,silverman:1.0, kde_upper, 10 subsets per size, 20 permutations; written to "
         "RUN/estimates)"),
 ) -> None:
     """Write one self-contained HTML report (figures, config, data, estimates, ceilings, estimate quality,
@@ -129,11 +129,10 @@ def _ensure_quality(run: RunDir) -> Optional[Path]:
     import dataclasses
     import time
 
-    from ..estimators.widths import parse_widths
-    from ..report.quality import (QUALITY_ESTIMATOR, QUALITY_PERMUTATIONS, QUALITY_REPEATS, QUALITY_WIDTHS,
-                                  find_uncertainty)
+    from ..report.quality import (QUALITY_ESTIMATOR, QUALITY_PERMUTATIONS, QUALITY_REPEATS, find_uncertainty,
+                                  quality_kernels)
     from ..tracking import estimates_path
-    from ..uncertainty import write_uncertainty
+    from ..analysis.uncertainty import write_uncertainty
 
     found = find_uncertainty(run)
     if found is not None:
@@ -143,9 +142,9 @@ def _ensure_quality(run: RunDir) -> Optional[Path]:
         typer.echo(f"  --quality: {run.path} has no stored distance matrices; no uncertainty table")
         return None
     t0 = time.perf_counter()
-    # what `infoflow estimate RUN --width <QUALITY_WIDTHS> --uncertainty --epochs <last>` writes
+    # what `infoflow estimate RUN --kernel <quality_kernels> --uncertainty --epochs <last>` writes
     mi = run.config().mi
-    mi = dataclasses.replace(mi, widths=tuple(w.spec() for w in parse_widths(list(QUALITY_WIDTHS))))
+    mi = dataclasses.replace(mi, kernels=quality_kernels(mi.kernels))
     summary, _, path, _ = write_uncertainty(run, estimates_path(run, mi), mi, estimators=QUALITY_ESTIMATOR,
                                             epochs=[stored[-1]], repeats=QUALITY_REPEATS,
                                             permutations=QUALITY_PERMUTATIONS)

@@ -1,4 +1,8 @@
-"""``infoflow reproduce``, ``infoflow claims`` and ``infoflow profiles``."""
+"""``infoflow reproduce``, ``infoflow claims`` and ``infoflow profiles``.
+
+Modules that import torch (analysis, experiments) are imported inside the commands: every command
+module is imported by ``infoflow --help``, which must not wait for torch.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
+from ..runs import RunDir, atomic_write_text
 from . import app
+from .train_cmd import parse_set
 
 
 def _models(text: Optional[str]) -> Optional[list[int]]:
@@ -49,9 +55,8 @@ def reproduce_command(
     Runs are Ray tasks (one core each); running the command again skips finished runs and
     resumes interrupted ones from their checkpoints.
     """
-    from ..experiments.claims import print_claims
+    from ..analysis.claims import print_claims
     from ..experiments.reproduce import reproduce
-    from .train_cmd import parse_set
 
     if data is None:
         raise ConfigError("pass --data: the folder holding stage1_train.zip and stage1_test.zip "
@@ -90,10 +95,8 @@ def claims_command(
     thresholds: list[str] = typer.Option([], "--threshold", help="a claim threshold, e.g. --threshold dice_tol=0.03"),
 ) -> None:
     """Check the paper's claims on finished runs and print each with its numbers."""
-    from ..experiments.claims import ClaimThresholds, claims_from_runs, claims_markdown, print_claims
-    from ..runs import RunDir, atomic_write_text
+    from ..analysis.claims import ClaimThresholds, claims_from_runs, claims_markdown, print_claims
     from .estimate_cmd import _reproduction_thresholds
-    from .train_cmd import parse_set
 
     dirs: list[Path] = []
     for r in runs:

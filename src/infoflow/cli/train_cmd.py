@@ -1,9 +1,14 @@
-"""``infoflow train`` and ``infoflow demo``."""
+"""``infoflow train`` and ``infoflow demo``.
+
+Modules that import torch (train, tensorboard) are imported inside the commands: every command
+module is imported by ``infoflow --help``, which must not wait for torch.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -13,6 +18,12 @@ import typer
 from ..config import RunConfig, apply_mi_preset
 from ..errors import ConfigError
 from . import app
+
+
+#: The help of ``--kernel`` (train and estimate): the spec of :mod:`infoflow.estimators.widths`.
+KERNEL_HELP = ("kernel(s) of KDE and Renyi, comma-separated: fixed:S2 (the paper's: fixed:0.2, text fixed:1.0), "
+               "rel:F (F x the layer's median squared distance), silverman[:F]; e.g. fixed:0.2,rel:0.1 "
+               "(docs/estimates.md)")
 
 
 def parse_skips(text: str) -> tuple[bool, bool, bool, bool]:
@@ -50,7 +61,7 @@ def build_config(*, base: RunConfig | None = None, data: str | None = None, test
                  width: int | None = None, optimizer: str | None = None, lr: float | None = None,
                  batch: int | None = None, epochs: int | None = None, schedule: str | None = None,
                  seed: int | None = None, device: str | None = None, mi: bool | None = None,
-                 preset: str | None = None, noise_var: str | None = None, bin_size: str | None = None,
+                 preset: str | None = None, kernel: str | None = None, bin_size: str | None = None,
                  probe: str | None = None, limit: int | None = None, name: str | None = None,
                  sets: list[str] | None = None) -> RunConfig:
     cfg = base or RunConfig()
@@ -72,8 +83,8 @@ def build_config(*, base: RunConfig | None = None, data: str | None = None, test
     if preset is not None:
         cfg.mi = apply_mi_preset(cfg.mi, preset)
     extra: dict[str, Any] = {}
-    if noise_var is not None:
-        extra["mi.noise_var"] = floats(noise_var, "--noise-var")
+    if kernel is not None:
+        extra["mi.kernels"] = kernel  # checked where the setting is (infoflow.config -> estimators.widths)
     if bin_size is not None:
         extra["mi.bin_size"] = floats(bin_size, "--bin-size")
     extra.update(parse_set(sets or []))
@@ -97,8 +108,8 @@ def train_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda"),
     limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N samples of each split"),
     mi: Optional[bool] = typer.Option(None, "--mi/--no-mi", help="estimate MI at logged epochs (default on)"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="MI settings: 'code' (s2 0.2, bin 0.1) or 'paper' (s2 1.0, bin 0.2)"),
-    noise_var: Optional[str] = typer.Option(None, "--noise-var", help="KDE noise variance(s), comma-separated"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="MI settings: 'code' (kernel fixed:0.2, bin 0.1) or 'paper' (fixed:1.0, bin 0.2)"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help=KERNEL_HELP),
     bin_size: Optional[str] = typer.Option(None, "--bin-size", help="binning bin size(s), comma-separated"),
     probe: Optional[str] = typer.Option(None, "--probe", help="probe set: train, test or all"),
     config: Optional[Path] = typer.Option(None, "--config", help="a config.json to start from"),
@@ -118,7 +129,7 @@ def train_command(
         given = {"--data": data, "--test-data": test_data, "--model": model, "--skips": skips, "--size": size,
                  "--width": width, "--optimizer": optimizer, "--lr": lr, "--batch": batch, "--schedule": schedule,
                  "--seed": seed, "--device": device, "--limit": limit, "--mi/--no-mi": mi, "--preset": preset,
-                 "--noise-var": noise_var, "--bin-size": bin_size, "--probe": probe, "--config": config,
+                 "--kernel": kernel, "--bin-size": bin_size, "--probe": probe, "--config": config,
                  "--set": sets or None, "--out": out}
         refused = [k for k, v in given.items() if v is not None]
         if refused:
@@ -138,7 +149,7 @@ def train_command(
         base = RunConfig.from_dict(doc)
     cfg = build_config(base=base, data=data, test_data=test_data, model=model, skips=skips, size=size, width=width,
                        optimizer=optimizer, lr=lr, batch=batch, epochs=epochs, schedule=schedule, seed=seed,
-                       device=device, mi=mi, preset=preset, noise_var=noise_var, bin_size=bin_size, probe=probe,
+                       device=device, mi=mi, preset=preset, kernel=kernel, bin_size=bin_size, probe=probe,
                        limit=limit, sets=sets)
     out = out or Path("runs") / cfg.name
     with _tb(tensorboard, out) as extra:
@@ -178,8 +189,6 @@ def demo_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Train Model 1 on synthetic nuclei (S=64, w=8, Adam) with MI at logged epochs; then figures and report."""
-    import shutil
-
     from ..train import train
 
     cfg = RunConfig().override(**DEMO_OVERRIDES)

@@ -11,7 +11,8 @@ Public API::
 
 from .arrays import SegArrays, Splits
 from .cache import cache_dir, cached_read_dsb, source_digest
-from .dsb import DEFAULT_MAX_PIXELS, MASK_RULES, list_ids, read_dsb
+from ..config import MASK_RULES
+from .dsb import DEFAULT_MAX_PIXELS, list_ids, read_dsb
 from .loader import load_splits, split_indices
 from .synthetic import make_synthetic, modality_of
 

@@ -54,15 +54,19 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from scipy import ndimage as ndi
+from skimage.transform import resize
 
+from ..config import MASK_RULES
 from ..errors import DataError
 from .arrays import SegArrays, graded_from_numerators
 
-MASK_RULES = ("code", "linear")
 DEFAULT_MAX_PIXELS = 40_000_000
 #: A member (or file) larger than this is not a PNG of the layout (the largest DSB 2018 PNG: 0.9 MB).
 MAX_FILE_BYTES = 64 << 20
@@ -378,8 +382,6 @@ def check_rule(mask_rule: str) -> str:
 
 def preprocess_image(rgb: np.ndarray, size: int, rule: str) -> np.ndarray:
     """(H, W, 3) uint8 -> (3, S, S) float32 in [0, 1] by ``rule``."""
-    from skimage.transform import resize
-
     if rule == "code":
         out = resize(rgb, (size, size), mode="constant", preserve_range=True)
         u8 = out.astype(np.uint8)  # the code's uint8 array: truncation
@@ -392,8 +394,6 @@ def preprocess_image(rgb: np.ndarray, size: int, rule: str) -> np.ndarray:
 
 def preprocess_mask(union: np.ndarray, size: int, rule: str) -> np.ndarray:
     """(H, W) bool union of the instance masks -> (S, S) float32 exactly 0/1 by ``rule``."""
-    from skimage.transform import resize
-
     if rule == "code":
         out = resize(union.astype(np.uint8) * np.uint8(255), (size, size), mode="constant", preserve_range=True)
         m = out > 0
@@ -401,17 +401,6 @@ def preprocess_mask(union: np.ndarray, size: int, rule: str) -> np.ndarray:
         out = resize(union.astype(np.float64), (size, size), order=1, mode="edge", anti_aliasing=False)
         m = out > 0.5
     return m.astype(np.float32)
-
-
-def code_mask_per_instance(instances: Iterable[np.ndarray], size: int) -> np.ndarray:
-    """The paper code's literal mask loop (one resize per nucleus, union of > 0); slow, for tests."""
-    from skimage.transform import resize
-
-    acc = np.zeros((size, size), dtype=bool)
-    for m in instances:
-        r = resize(m, (size, size), mode="constant", preserve_range=True)
-        acc |= r > 0
-    return acc.astype(np.float32)
 
 
 class GradedMask:
@@ -437,13 +426,9 @@ class GradedMask:
         self._canvas: np.ndarray | None = None  # the filtered full-size image, zero outside the last box
 
     def add(self, instance: np.ndarray) -> None:
-        from scipy import ndimage as ndi
-
         h, w = instance.shape
         factors = np.divide((h, w), (self.size, self.size))
         if np.any(factors < 1):  # upsampling: no anti-aliasing; the plain call is as cheap
-            from skimage.transform import resize
-
             r = resize(instance.astype(np.uint8) * np.uint8(255), (self.size, self.size), mode="constant",
                        preserve_range=True)
         else:
@@ -610,9 +595,6 @@ class _progress:
     def __enter__(self) -> Callable[[], None]:
         if not self.enabled:
             return lambda: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
         self._p = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -23,11 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import MASK_RULES, DataConfig
 from ..errors import ConfigError, DataError
 from .arrays import SegArrays, Splits
 from .cache import cached_read_dsb, source_digest
-from .dsb import MASK_RULES, list_ids, mask_factor
+from .dsb import list_ids, mask_factor
 from .synthetic import make_synthetic
 
 TRAIN_ZIP = "stage1_train.zip"

@@ -4,18 +4,21 @@ Kolchinsky & Tracey, "Estimating mixture entropy with pairwise distances", Entro
 as used by Saxe et al., "On the information bottleneck theory of deep learning", ICLR 2018, and
 by Lee & Bajic (ISBI 2021). See ``methods.md`` section 5.
 
-The layer output is modelled as ``M = h(X) + Z`` with Gaussian noise ``Z ~ N(0, s2 I_D)``; the
+The layer output is modelled as ``M = h(X) + Z`` with Gaussian noise ``Z ~ N(0, kernel_var I_D)``
+(``kernel_var``: the variance a kernel spec of :mod:`.widths` resolves to); the
 distribution of ``M`` over the N probe samples is a mixture of N Gaussians centred on the
 activations ``m_i``. With squared distances ``d_ij = |m_i - m_j|^2`` (nats)::
 
-    H_up(M)  = D/2 + (D/2) log(2 pi s2) - (1/N) sum_i [ logsumexp_j(-d_ij / (2 s2)) - log N ]
-    H(M|X)   = (D/2) (log(2 pi s2) + 1)
-    I(X;M)   = H(M) - H(M|X) = -(1/N) sum_i [ logsumexp_j(-d_ij / (2 s2)) - log N ]
+    H_up(M)  = D/2 + (D/2) log(2 pi kernel_var)
+               - (1/N) sum_i [ logsumexp_j(-d_ij / (2 kernel_var)) - log N ]
+    H(M|X)   = (D/2) (log(2 pi kernel_var) + 1)
+    I(X;M)   = H(M) - H(M|X) = -(1/N) sum_i [ logsumexp_j(-d_ij / (2 kernel_var)) - log N ]
     H(M|Y)   = sum_c (N_c/N) H(M restricted to the N_c samples of class c)
     I(Y;M)   = H(M) - H(M|Y)
 
-The lower bound (Bhattacharyya distance) is ``H_lo(M) = H_up(M; 4 s2) + (D/2) log(1/4)``: the same
-expression with ``2 s2`` replaced by ``8 s2`` inside the exponent; ``H(M|X)`` keeps ``s2``, and
+The lower bound (Bhattacharyya distance) is ``H_lo(M) = H_up(M; 4 kernel_var) + (D/2) log(1/4)``:
+the same expression with ``2 kernel_var`` replaced by ``8 kernel_var`` inside the exponent;
+``H(M|X)`` keeps ``kernel_var``, and
 ``H(M|Y)`` uses the lower bound on each class as well (as in Saxe et al.'s code). Everything is
 reported in bits. The D-dependent constants cancel in both MI values, which are computed
 directly (not as differences of large entropies) so no digits are lost at D = 262,144.
@@ -41,6 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
+from threadpoolctl import ThreadpoolController
 
 from ..errors import InfoflowError
 from ._util import LN2, as_dist, positive
@@ -55,7 +59,7 @@ class KDEResult(NamedTuple):
     """KDE estimates of one layer, all in bits.
 
     ``i_ym`` and ``h_m_given_y`` are NaN when no labels were given. ``h_m`` and the conditional
-    entropies are differential entropies (they depend on D and ``noise_var`` and may be negative).
+    entropies are differential entropies (they depend on D and ``kernel_var`` and may be negative).
     """
 
     i_xm: float  # I(X;M)
@@ -73,8 +77,6 @@ def _one_blas_thread() -> Any:
     whatever the thread settings (the online table and ``infoflow estimate`` agree), and it does
     not stall when the cores are busy."""
     if not _BLAS:
-        from threadpoolctl import ThreadpoolController
-
         _BLAS.append(ThreadpoolController())
     return _BLAS[0].limit(limits=1, user_api="blas")
 
@@ -94,8 +96,9 @@ class KDEPrepared(Prepared):
     dist:
         ``(N, N)`` float64 squared distances, already checked (:func:`~._util.as_dist`); not
         modified.
-    noise_var:
-        ``s2`` of the Gaussian kernel.
+    kernel_var:
+        Variance of the Gaussian kernel (a kernel spec resolved by
+        :meth:`~.widths.Kernel.kernel_var`).
     dim:
         ``D``, activation values per sample (only the entropies use it).
     bound:
@@ -107,17 +110,17 @@ class KDEPrepared(Prepared):
 
     label_quantities = ("I_YM", "H_M_given_Y")
 
-    def __init__(self, dist: np.ndarray, *, noise_var: float, dim: int, bound: str = "upper") -> None:
+    def __init__(self, dist: np.ndarray, *, kernel_var: float, dim: int, bound: str = "upper") -> None:
         if bound not in BOUNDS:
             raise InfoflowError(f"bound must be one of {BOUNDS}, got {bound!r}")
-        s2 = positive(noise_var, "noise_var")
+        kernel_var = positive(kernel_var, "kernel_var")
         dim_i = _check_dim(dim)
         self.estimator = "kde_" + bound
         self.bound = bound
-        self.kernel_var = s2
+        self.kernel_var = kernel_var
         self.dim = dim_i
         n = self.n = int(dist.shape[0])
-        var = s2 if bound == "upper" else 4.0 * s2
+        var = kernel_var if bound == "upper" else 4.0 * kernel_var
         e = np.multiply(dist, -1.0 / (2.0 * var))  # a_ij = -d_ij / (2 var)
         diag = np.diagonal(e)
         self._special = np.zeros(0, dtype=np.intp)
@@ -141,11 +144,12 @@ class KDEPrepared(Prepared):
         self._e = e
         self._t = t - math.log(n)  # t_i = logsumexp_j a_ij - log N (nats)
         i_xm = -float(np.mean(self._t))
-        # H(M) = D/2 + (D/2) log(2 pi s2) + I(X;M)  (the 4 s2 of the lower bound cancels with (D/2) log(1/4))
-        self._const = 0.5 * dim_i * math.log(2.0 * math.pi * s2)
+        # H(M) = D/2 + (D/2) log(2 pi kernel_var) + I(X;M)
+        # (the 4 kernel_var of the lower bound cancels with (D/2) log(1/4))
+        self._const = 0.5 * dim_i * math.log(2.0 * math.pi * kernel_var)
         self.i_xm = i_xm / LN2
         self.h_m = (0.5 * dim_i + self._const + i_xm) / LN2
-        self.h_m_given_x = 0.5 * dim_i * (math.log(2.0 * math.pi * s2) + 1.0) / LN2
+        self.h_m_given_x = 0.5 * dim_i * (math.log(2.0 * math.pi * kernel_var) + 1.0) / LN2
 
     def label_free(self) -> tuple[Row, ...]:
         nan = math.nan
@@ -198,7 +202,7 @@ def kde_mi(
     dist: Any,
     labels: Any = None,
     *,
-    noise_var: float,
+    kernel_var: float,
     dim: int,
     bound: str = "upper",
 ) -> KDEResult:
@@ -212,8 +216,9 @@ def kde_mi(
         entries from rounding are clipped to 0; the diagonal should be 0.
     labels:
         ``(N,)`` class of each sample (any sortable dtype), or ``None`` to skip I(Y;M).
-    noise_var:
-        Noise variance ``s2`` of the Gaussian kernel (paper code: 0.2; paper text: 1.0).
+    kernel_var:
+        Variance of the Gaussian kernel, the noise variance of the model above (paper code: 0.2;
+        paper text: 1.0).
     dim:
         ``D``, the number of activation values per sample (only the absolute entropies use it).
     bound:
@@ -226,12 +231,12 @@ def kde_mi(
         ``(i_xm, i_ym, h_m, h_m_given_x, h_m_given_y)`` in bits.
     """
     d = as_dist(dist)
-    positive(noise_var, "noise_var")
+    positive(kernel_var, "kernel_var")
     if bound not in BOUNDS:
         raise InfoflowError(f"bound must be one of {BOUNDS}, got {bound!r}")
     _check_dim(dim)
     lab = None if labels is None else Labels.of(labels, d.shape[0])
-    p = KDEPrepared(d, noise_var=noise_var, dim=dim, bound=bound)
+    p = KDEPrepared(d, kernel_var=kernel_var, dim=dim, bound=bound)
     i_ym = h_m_given_y = math.nan
     if lab is not None:
         v = p.label_values(LabelGroup([lab]))

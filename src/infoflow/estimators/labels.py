@@ -85,7 +85,7 @@ def kmeans_labels(fit_masks: Any, masks: Any, *, k: int = 64, seed: int = 0, n_i
     np.ndarray
         int64 ``(N,)`` cluster ids in ``[0, k)`` for ``masks``.
     """
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # slow to import; here, so `infoflow --help` (which reaches this package) does not wait
 
     fit = to_numpy(fit_masks)
     pred = to_numpy(masks)

@@ -4,9 +4,11 @@
 ``"bin"``, ``"renyi"``) to an :class:`Estimator`; :func:`prepare` builds the prepared object
 (:class:`~.base.Prepared`) of one layer from what a run stores for it: the distance matrix and a
 kernel width (KDE, Renyi; Renyi's I(X;M) also the input images' distances), or the binned-symbol
-ids (binning). The tidy table (:func:`~.table.estimate_layers`), the intervals and permutation
-baselines (:mod:`infoflow.uncertainty`) and the known-answer benchmark
-(:mod:`infoflow.known_answer`) all go through it.
+ids (binning). A row's parameters are written in one *setting* string (:func:`setting_of`): the
+kernel spec (:mod:`.widths`) for KDE, the spec and the order for Renyi, the bin size for binning.
+The tidy table (:func:`~.table.estimate_layers`), the intervals and permutation
+baselines (:mod:`infoflow.analysis.uncertainty`) and the known-answer benchmark
+(:mod:`infoflow.analysis.known_answer`) all go through it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .base import Prepared
 from .binning import BinPrepared
 from .kde import KDEPrepared
 from .renyi import RenyiInput, RenyiPrepared
-from .widths import Width, kernel_var as resolve_kernel_var, parse_width
+from .widths import Kernel, parse_kernel
 
 __all__ = [
     "Estimator",
@@ -36,8 +38,9 @@ __all__ = [
     "kde_setting",
     "bin_setting",
     "renyi_setting",
-    "parse_setting",
     "setting_of",
+    "kernel_of_setting",
+    "upgrade_setting",
 ]
 
 
@@ -82,16 +85,16 @@ def expand_estimators(estimators: Sequence[str] | str) -> list[str]:
     return [e for e in ESTIMATORS if e in wanted]
 
 
-def renyi_input(dist_x: Any, *, width: Any = None, kernel_var: float | None = None, alpha: float = 1.01,
+def renyi_input(dist_x: Any, *, kernel: Any = None, kernel_var: float | None = None, alpha: float = 1.01,
                 checked: bool = False) -> RenyiInput:
-    """The input side of the Renyi I(X;M) (:class:`~.renyi.RenyiInput`): ``width`` resolved on
+    """The input side of the Renyi I(X;M) (:class:`~.renyi.RenyiInput`): ``kernel`` resolved on
     ``dist_x`` itself (or ``kernel_var`` given)."""
     dx = dist_x if checked else as_dist(dist_x, what="dist_x")
-    kv = resolve_kernel_var(width, dx) if kernel_var is None else float(kernel_var)
+    kv = parse_kernel(kernel).kernel_var(dx) if kernel_var is None else float(kernel_var)
     return RenyiInput(dx, kernel_var=kv, alpha=alpha)
 
 
-def prepare(estimator: str, *, dist: Any = None, width: Any = None, kernel_var: float | None = None,
+def prepare(estimator: str, *, dist: Any = None, kernel: Any = None, kernel_var: float | None = None,
             dim: int = 1, codes: Any = None, alpha: float = 1.01, x: RenyiInput | None = None,
             dist_x: Any = None, checked: bool = False) -> Prepared:
     """The prepared estimator ``estimator`` of one layer.
@@ -103,8 +106,8 @@ def prepare(estimator: str, *, dist: Any = None, width: Any = None, kernel_var: 
     dist:
         ``(N, N)`` squared distances (KDE, Renyi); ``checked``: already the float64 output of
         :func:`~._util.as_dist` (no copy is made, and it is not modified).
-    width, kernel_var:
-        The kernel width rule (:mod:`.widths`: ``"rel:0.1"``, a :class:`~.widths.Width`, ...),
+    kernel, kernel_var:
+        The kernel (:mod:`.widths`: a spec such as ``"rel:0.1"``, or a :class:`~.widths.Kernel`),
         resolved on ``dist``; or the kernel variance itself.
     dim:
         ``D`` (KDE entropies).
@@ -114,7 +117,7 @@ def prepare(estimator: str, *, dist: Any = None, width: Any = None, kernel_var: 
         Renyi order.
     x, dist_x:
         Renyi's input side: prepared (:func:`renyi_input`, shared by layers) or the input
-        distances (``width`` resolved on them); neither: no I(X;M).
+        distances (``kernel`` resolved on them); neither: no I(X;M).
     """
     est = REGISTRY.get(estimator)
     if est is None:
@@ -127,14 +130,14 @@ def prepare(estimator: str, *, dist: Any = None, width: Any = None, kernel_var: 
         raise InfoflowError(f"the {estimator} estimator needs a distance matrix")
     d = dist if checked else as_dist(dist)
     if kernel_var is None:
-        if width is None:
-            raise InfoflowError(f"the {estimator} estimator needs a kernel width or variance")
-        kernel_var = resolve_kernel_var(width, d)
+        if kernel is None:
+            raise InfoflowError(f"the {estimator} estimator needs a kernel or a kernel variance")
+        kernel_var = parse_kernel(kernel).kernel_var(d)
     if estimator == "renyi":
         if x is None and dist_x is not None:
-            x = renyi_input(dist_x, width=width, kernel_var=None if width is not None else kernel_var, alpha=alpha)
+            x = renyi_input(dist_x, kernel=kernel, kernel_var=None if kernel is not None else kernel_var, alpha=alpha)
         return est.build(d, kernel_var=kernel_var, alpha=alpha, x=x)
-    return est.build(d, noise_var=kernel_var, dim=dim)
+    return est.build(d, kernel_var=kernel_var, dim=dim)
 
 
 # -- setting strings ------------------------------------------------------------------------------
@@ -142,61 +145,58 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-def _width_or_number(x: Any) -> Width | None:
-    """A scale-aware width spec (``"rel:0.1"``, :class:`Width`), or None for a plain number."""
-    if isinstance(x, Width):
-        return x
-    if isinstance(x, str):
-        try:
-            float(x)
-        except ValueError:
-            return parse_width(x)
-    return None
-
-
-def kde_setting(noise_var: Any) -> str:
-    """Setting string of a KDE row: ``kde_setting(0.2) == "noise_var=0.2"`` (``repr`` of the float).
-
-    A kernel-width spec gives its own setting: ``kde_setting("rel:0.1") == "rel=0.1"``,
-    ``kde_setting("silverman") == "silverman=1.0"``, ``kde_setting("fixed:0.2") == "noise_var=0.2"``.
-    """
-    w = _width_or_number(noise_var)
-    if w is not None:
-        return w.key()
-    return f"noise_var={_num(noise_var)}"
+def kde_setting(kernel: Any) -> str:
+    """Setting of a KDE row: the kernel spec, ``kde_setting("fixed:0.2") == "fixed:0.2"``,
+    ``kde_setting("silverman") == "silverman:1.0"``."""
+    return parse_kernel(kernel).spec()
 
 
 def bin_setting(bin_size: float) -> str:
-    """Setting string of a binning row: ``bin_setting(0.1) == "bin=0.1"``."""
-    return f"bin={_num(bin_size)}"
+    """Setting of a binning row: ``bin_setting(0.1) == "bin:0.1"``."""
+    b = float(bin_size)
+    if not math.isfinite(b) or b <= 0:
+        raise InfoflowError(f"a bin size must be a positive number, got {bin_size!r}")
+    return f"bin:{_num(b)}"
 
 
-def renyi_setting(alpha: float, kernel_var: Any) -> str:
-    """Setting string of a Renyi row: ``renyi_setting(1.01, 0.2) == "alpha=1.01,kernel_var=0.2"``;
-    with a kernel-width spec: ``renyi_setting(1.01, "rel:0.1") == "alpha=1.01,rel=0.1"``."""
-    w = _width_or_number(kernel_var)
-    if w is not None:
-        return f"alpha={_num(alpha)},{w.renyi_key()}"
-    return f"alpha={_num(alpha)},kernel_var={_num(kernel_var)}"
+def renyi_setting(kernel: Any, alpha: float) -> str:
+    """Setting of a Renyi row: the kernel spec and the order,
+    ``renyi_setting("fixed:0.2", 1.01) == "fixed:0.2,alpha:1.01"``."""
+    return f"{parse_kernel(kernel).spec()},alpha:{_num(alpha)}"
 
 
-def setting_of(estimator: str, *, width: Any = None, bin_size: float | None = None, alpha: float = 1.01) -> str:
-    """The setting string of ``estimator`` with a kernel width (KDE, Renyi) or a bin size (binning)."""
+def setting_of(estimator: str, *, kernel: Any = None, bin_size: float | None = None, alpha: float = 1.01) -> str:
+    """The setting string of ``estimator`` with a kernel (KDE, Renyi) or a bin size (binning)."""
     if estimator == "bin":
-        if bin_size is None or not math.isfinite(float(bin_size)):
+        if bin_size is None:
             raise InfoflowError("a binning setting needs a bin size")
         return bin_setting(bin_size)
     if estimator == "renyi":
-        return renyi_setting(alpha, width)
-    return kde_setting(width)
+        return renyi_setting(kernel, alpha)
+    return kde_setting(kernel)
 
 
-def parse_setting(setting: str) -> dict[str, float]:
-    """Inverse of the ``*_setting`` functions: ``"alpha=1.01,kernel_var=0.2"`` -> ``{"alpha": 1.01, ...}``."""
-    out: dict[str, float] = {}
-    for part in str(setting).split(","):
-        key, sep, val = part.partition("=")
-        if not sep:
-            raise InfoflowError(f"malformed setting {setting!r}: expected key=value[,key=value]")
-        out[key.strip()] = float(val)
-    return out
+def kernel_of_setting(setting: str) -> Kernel | None:
+    """The kernel of a KDE or Renyi setting (``"rel:0.1"``, ``"fixed:0.2,alpha:1.01"``); None for a
+    setting without one (binning)."""
+    head = str(setting).split(",")[0]
+    return None if head.partition(":")[0] not in ("fixed", "rel", "silverman") else parse_kernel(head)
+
+
+_LEGACY_KEYS = {"noise_var": "fixed", "kernel_var": "fixed", "rel": "rel", "silverman": "silverman", "bin": "bin"}
+
+
+def upgrade_setting(setting: str) -> str:
+    """A setting string of a table written before the kernel spec, in today's form (others are
+    returned as they are): ``"noise_var=0.2"`` -> ``"fixed:0.2"``, ``"rel=0.1"`` -> ``"rel:0.1"``,
+    ``"bin=0.1"`` -> ``"bin:0.1"``, ``"alpha=1.01,kernel_var=0.2"`` -> ``"fixed:0.2,alpha:1.01"``."""
+    text = str(setting)
+    if "=" not in text:
+        return text
+    parts = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+    alpha = parts.pop("alpha", None)
+    if len(parts) != 1 or next(iter(parts)) not in _LEGACY_KEYS:
+        return text
+    key, val = next(iter(parts.items()))
+    head = f"{_LEGACY_KEYS[key]}:{_num(float(val))}"
+    return head if alpha is None else f"{head},alpha:{_num(float(alpha))}"

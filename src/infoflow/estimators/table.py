@@ -3,7 +3,7 @@
 :func:`estimate_layers` is the single function that turns stored per-epoch matrices into rows;
 the online tracker and the offline re-estimation (``infoflow estimate``) both call it on the same
 float32 matrices, so both give identical numbers. :class:`MITable` accumulates epochs;
-:func:`normalize_table` brings a table written by an older version to these columns.
+:func:`normalize_table` brings a table written by an older version to these columns and settings.
 Every estimator comes from the registry (:func:`~.registry.prepare`): one prepared object per
 layer, estimator and setting, whatever the number of labellings and permutations.
 
@@ -13,9 +13,10 @@ Columns (:data:`COLUMNS`)::
     layer       int64    0-based probe-layer index
     name        str      stable layer name
     estimator   str      "kde_upper", "kde_lower", "bin" or "renyi"
-    setting     str      "noise_var=0.2" | "bin=0.1" | "alpha=1.01,kernel_var=0.2" (see *_setting);
-                         scale-aware kernel widths: "rel=0.1", "silverman=1.0",
-                         "alpha=1.01,rel=0.1" (see :mod:`.widths`)
+    setting     str      the row's parameters (:func:`~.registry.setting_of`): the kernel spec
+                         of KDE rows ("fixed:0.2", "rel:0.1", "silverman:1.0", see
+                         :mod:`.widths`), the spec and order of Renyi rows
+                         ("fixed:0.2,alpha:1.01"), the bin size of binning rows ("bin:0.1")
     labels      str      labelling of Y ("kmeans", "coarse", ...); "none" for label-free rows
     quantity    str      "I_XM", "I_YM", "H_M", "H_M_given_X", "H_M_given_Y"
     value       float64  bits
@@ -49,7 +50,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,13 +65,13 @@ from .registry import (
     bin_setting,
     expand_estimators,
     kde_setting,
-    parse_setting,
     prepare,
     renyi_input,
     renyi_setting,
     setting_of,
+    upgrade_setting,
 )
-from .widths import expand_widths, kernel_var
+from .widths import DEFAULT_KERNELS, parse_kernels
 
 __all__ = [
     "COLUMNS",
@@ -88,7 +88,6 @@ __all__ = [
     "near_ceiling",
     "near_floor",
     "normalize_table",
-    "parse_setting",
     "renyi_setting",
 ]
 
@@ -123,6 +122,10 @@ def _floor_ceiling(quantity: Any, estimator: Any, log2n: Any, h_y: Any) -> float
 def normalize_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A tidy table read back (``mi.csv``), with the columns added since it was written.
 
+    Settings written before the kernel spec are rewritten (:func:`~.registry.upgrade_setting`:
+    ``noise_var=0.2`` -> ``fixed:0.2``, ``alpha=1.01,kernel_var=0.2`` -> ``fixed:0.2,alpha:1.01``,
+    ``bin=0.1`` -> ``bin:0.1``).
+
     ``at_floor`` is filled from the values where it is missing (the rule of :data:`COLUMNS`;
     a table appended to by a newer version has it on its newer rows only), ``baseline`` is NaN
     where missing (permutations cannot be run from a table); ``at_ceiling`` and ``at_floor`` are
@@ -131,6 +134,10 @@ def normalize_table(frame: pd.DataFrame) -> pd.DataFrame:
     if frame is None or not len(frame.columns):
         return frame
     out = frame.copy()
+    if "setting" in out:
+        old = out["setting"].astype(str)
+        if old.str.contains("=", regex=False).any():
+            out["setting"] = old.map({s: upgrade_setting(s) for s in old.unique()})
     if "at_ceiling" in out:
         out["at_ceiling"] = out["at_ceiling"].astype(bool)
     need = {"quantity", "estimator", "value", "log2n", "h_y"}
@@ -158,13 +165,12 @@ def estimate_layers(
     dims: Sequence[int],
     epoch: int,
     labelings: Mapping[str, Any],
-    noise_vars: Sequence[float],
+    kernels: Sequence[Any] | str = DEFAULT_KERNELS,
     bin_codes: Mapping[float, Any] | None = None,
     dist_x: Any = None,
     renyi_alpha: float = 1.01,
     estimators: Sequence[str] = ("kde", "bin", "renyi"),
     layers: Sequence[int] | None = None,
-    widths: Sequence[Any] | str | None = None,
     permutations: int = 0,
 ) -> pd.DataFrame:
     """All MI estimates of the probe layers at one epoch, as a tidy table (see module docstring).
@@ -180,8 +186,9 @@ def estimate_layers(
         The logged epoch.
     labelings:
         ``{name: (N,) labels}``, e.g. ``{"kmeans": ..., "coarse": ...}``; may be empty.
-    noise_vars:
-        KDE noise variances ``s2``, and the Renyi kernel variances (an open ``"fixed"`` width).
+    kernels:
+        Kernels of the KDE and Renyi estimators (:mod:`.widths`), e.g.
+        ``("fixed:0.2", "rel:0.1", "silverman")``; settings are emitted in this order.
     bin_codes:
         ``{bin_size: (L, N) int64}`` symbol ids from the probe (:func:`bin_codes`); ``None`` skips
         the binning estimator (it cannot be computed from distances).
@@ -193,11 +200,6 @@ def estimate_layers(
         Any of ``"kde"`` (both bounds), ``"kde_upper"``, ``"kde_lower"``, ``"bin"``, ``"renyi"``.
     layers:
         The 0-based probe index of each of the L matrices; ``None``: ``0..L-1``.
-    widths:
-        Kernel-width rules of the KDE and Renyi estimators (:mod:`.widths`), e.g.
-        ``("rel:0.1", "silverman", "fixed:0.2")``; an open ``"fixed"`` stands for each of
-        ``noise_vars``. ``None``: ``("fixed",)``, the rows of a fixed noise variance only.
-        Settings are emitted in this order.
     permutations:
         Label permutations of the ``baseline`` column (0: NaN baselines); seeded by
         ``(epoch, layers[i], labelling name)``.
@@ -238,15 +240,14 @@ def estimate_layers(
             codes.append((float(b), c))
 
     alpha = float(renyi_alpha)
-    noise = [float(v) for v in noise_vars]
     uses_dist = [e for e in wanted if REGISTRY[e].data == "dist"]
-    dist_widths = expand_widths(widths, noise) if uses_dist else []
-    renyi_x: list[Any] = [None] * len(dist_widths)
+    dist_kernels = parse_kernels(kernels) if uses_dist else ()
+    renyi_x: list[Any] = [None] * len(dist_kernels)
     if "renyi" in wanted and dist_x is not None:
         dx = as_dist(dist_x, what="dist_x")
         if dx.shape != (n, n):
             raise InfoflowError(f"dist_x must have shape ({n}, {n}), got {dx.shape}")
-        renyi_x = [renyi_input(dx, width=w, alpha=alpha, checked=True) for w in dist_widths]
+        renyi_x = [renyi_input(dx, kernel=k, alpha=alpha, checked=True) for k in dist_kernels]
 
     log2n = math.log2(n)
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
@@ -293,15 +294,15 @@ def estimate_layers(
         groups = [(lname, g, label_permutations(g.sets[0], perms, epoch=epoch, layer=layer_ids[li], name=lname)
                    if need_groups else None) for lname, g in own]
         d = as_dist(dist_all[li], what=f"dists[{li}]") if uses_dist else None
-        s2 = [kernel_var(w, d) for w in dist_widths] if d is not None else []
+        kvs = [k.kernel_var(d) for k in dist_kernels] if d is not None else []
         for est in wanted:
             if REGISTRY[est].data == "codes":
                 for b, c in codes:
                     rows_of(li, prepare(est, codes=c[li]), setting_of(est, bin_size=b), groups)
                 continue
-            for wi, w in enumerate(dist_widths):
-                p = prepare(est, dist=d, kernel_var=s2[wi], dim=dims[li], alpha=alpha, x=renyi_x[wi], checked=True)
-                rows_of(li, p, setting_of(est, width=w, alpha=alpha), groups)
+            for ki, k in enumerate(dist_kernels):
+                p = prepare(est, dist=d, kernel_var=kvs[ki], dim=dims[li], alpha=alpha, x=renyi_x[ki], checked=True)
+                rows_of(li, p, setting_of(est, kernel=k, alpha=alpha), groups)
                 del p  # its N x N kernel matrix
 
     frame = pd.DataFrame(rows)
@@ -344,53 +345,3 @@ class MITable:
             return empty_frame()
         out = pd.concat(parts, ignore_index=True)
         return out.sort_values("epoch", kind="stable").reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Selecting one estimate per (epoch, layer) from a tidy table
-# ---------------------------------------------------------------------------------------------
-
-DEFAULT_ESTIMATOR = "kde_upper"
-DEFAULT_LABELS = "kmeans"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which rows of a tidy table to read: an estimator, one of its settings, a labelling."""
-
-    estimator: str
-    setting: str
-    labels: str
-
-    def describe(self) -> str:
-        return f"{self.estimator} ({self.setting}), Y: {self.labels}"
-
-
-def select(mi: pd.DataFrame, estimator: str | None = None, setting: str | None = None,
-           labels: str | None = None, *, require_labels: bool = False) -> Selection:
-    """Resolve defaults: estimator ``kde_upper``, its first setting, labels ``kmeans`` (else the first).
-
-    With ``require_labels`` the table must hold I(Y;M) estimates of the selection; otherwise a
-    table without any gives labels ``"none"`` (I(X;M) alone can still be drawn).
-    """
-    if mi is None or mi.empty:
-        raise InfoflowError("the MI table is empty")
-    ests = list(dict.fromkeys(mi["estimator"].astype(str)))
-    est = estimator or (DEFAULT_ESTIMATOR if DEFAULT_ESTIMATOR in ests else ests[0])
-    rows = mi[mi["estimator"].astype(str) == est]
-    if rows.empty:
-        raise InfoflowError(f"no estimates of estimator {est!r}; the table has {ests}")
-    settings = list(dict.fromkeys(rows["setting"].astype(str)))
-    st = settings[0] if setting is None else str(setting)
-    if st not in settings:
-        raise InfoflowError(f"estimator {est!r} has no setting {st!r}; it has {settings}")
-    labs = list(dict.fromkeys(rows.loc[rows["quantity"] == "I_YM", "labels"].astype(str)))
-    if require_labels and not labs:
-        raise InfoflowError(f"estimator {est!r} has no I(Y;M) estimates")
-    if labels is None:
-        lab = DEFAULT_LABELS if DEFAULT_LABELS in labs else (labs[0] if labs else "none")
-    else:
-        lab = str(labels)
-        if (labs or require_labels) and lab not in labs:
-            raise InfoflowError(f"estimator {est!r} has no I(Y;M) with labels {lab!r}; it has {labs}")
-    return Selection(est, st, lab)

@@ -2,8 +2,9 @@
 
 * :mod:`.profiles` -- named, documented :class:`~infoflow.config.RunConfig` overrides
   (``paper``, ``cpu``, ``smoke``): :func:`get_profile`, :func:`profile_config`.
-* :mod:`.claims` -- the claims of the paper's section 4 (methods.md section 8) as pure
-  functions on tables (:func:`evaluate_claims`) and on run directories (:func:`claims_from_runs`).
+* :mod:`infoflow.analysis.claims` -- the claims of the paper's section 4 (methods.md section 8)
+  as pure functions on tables (:func:`evaluate_claims`) and on run directories
+  (:func:`claims_from_runs`); re-exported here.
 * :mod:`.sweep` -- every (model, seed) run as a Ray task, resumable: :func:`plan_runs`,
   :func:`run_sweep`.
 * :mod:`.reproduce` -- the whole reproduction (``infoflow reproduce``): :func:`reproduce`.
@@ -11,7 +12,7 @@
 Ray is imported only by :mod:`.sweep` (and only when a sweep runs).
 """
 
-from .claims import (
+from ..analysis.claims import (
     ClaimThresholds,
     claims_from_runs,
     claims_markdown,

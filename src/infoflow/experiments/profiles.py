@@ -10,14 +10,14 @@ Profiles (see docs/reproduce.md for the measurements behind ``cpu``):
 
 ``paper``
     The paper as its code ran it: S = 128, w = 16, SGD lr 0.001 (no momentum), batch 16,
-    10,000 epochs, the code's logged-epoch schedule (144 epochs), KDE noise variance 0.2 and
-    bin size 0.1 (the code's values; the text says 1.0 and 0.2), K-means K = 64 on the 605
+    10,000 epochs, the code's logged-epoch schedule (144 epochs), KDE kernel ``fixed:0.2`` and
+    bin size 0.1 (the code's values; the text says ``fixed:1.0`` and 0.2), K-means K = 64 on the 605
     training masks, the code's mask rule. A GPU job: each run asks Ray for one GPU.
 ``cpu``
     A reduced reproduction that runs Models 1-4 on the real DSB 2018 zips (605 / 65) in at most
     an hour on a 2-core machine (predicted: 35 minutes): S = 64, w = 8, Adam lr 0.001, 150
     epochs, a log-spaced schedule of 25 logged epochs, MI of the 605 training images with KDE
-    (the code's fixed noise variance 0.2 and a scale-aware width ``rel:0.1``) and binning.
+    (the code's kernel ``fixed:0.2`` and the scale-aware ``rel:0.1`` and ``silverman:1.0``) and binning.
 ``smoke``
     Minutes-long: 48 training / 48 test images at S = 32, w = 4, 6 epochs, every epoch
     logged, K = 8. For tests and for trying the pipeline.
@@ -44,7 +44,7 @@ class Profile:
         models: the paper's models to train (1-4).
         seeds: default number of seeds (``--seeds`` overrides).
         gpus_per_run: GPUs each run asks Ray for (0: CPU only).
-        claims: overrides of :class:`~infoflow.experiments.claims.ClaimThresholds` fields.
+        claims: overrides of :class:`~infoflow.analysis.claims.ClaimThresholds` fields.
         changes: what differs from the paper, and why (rendered in docs and claims.md).
         expected: expected wall time of the whole reproduction.
     """
@@ -83,9 +83,8 @@ PAPER = Profile(
         "train.schedule": "code",
         "train.device": "auto",
         "model.init": "keras",  # Glorot-uniform kernels, zero biases: the original's Keras defaults
-        "mi.noise_var": (0.2,),  # the code's (paper text: 1.0; use --set mi.noise_var=[0.2,1.0] for both)
+        "mi.kernels": ("fixed:0.2",),  # the code's (paper text: fixed:1.0; --set mi.kernels=fixed:0.2,fixed:1.0 for both)
         "mi.bin_size": (0.1,),  # the code's (paper text: 0.2)
-        "mi.widths": ("fixed",),
         **_DSB_MI,
     },
     gpus_per_run=1.0,
@@ -111,9 +110,8 @@ CPU = Profile(
         "train.log_points": 30,
         "train.device": "cpu",
         "train.num_threads": 1,
-        "mi.noise_var": (0.2,),
+        "mi.kernels": ("fixed:0.2", "rel:0.1", "silverman:1.0"),
         "mi.bin_size": (0.1,),
-        "mi.widths": ("fixed", "rel:0.1", "silverman"),
         "mi.estimators": ("kde", "bin"),
         **_DSB_MI,
     },
@@ -131,10 +129,10 @@ CPU = Profile(
         "instead of the code's 144 logged epochs: the time budget (docs/reproduce.md).",
         "KDE and binning only (no matrix Renyi estimator): the paper used these two; Renyi would add "
         "about 20% to each logged epoch.",
-        "A second KDE kernel width, rel:0.1 (0.1 x the layer's median squared distance), beside the "
-        "code's fixed noise variance 0.2: at 0.2 most layers' estimates reach their ceilings "
+        "A second KDE kernel, rel:0.1 (0.1 x the layer's median squared distance), beside the "
+        "code's fixed:0.2: at fixed:0.2 most layers' estimates reach their ceilings "
         "(log2 N, H(Y)) after a few epochs, which leaves the claims undecided; the scale-aware "
-        "width does not saturate. Claims are evaluated for both.",
+        "kernel does not saturate. Claims are evaluated for both.",
         "One torch thread per run, two runs at a time (Ray), so the four models share the two cores.",
     ),
     expected="about 35 minutes on 2 quiet cores (see docs/reproduce.md)",
@@ -160,7 +158,7 @@ SMOKE = Profile(
         "mi.subset": "train",
         "mi.labels": ("kmeans", "coarse"),
         "mi.kmeans_k": 8,
-        "mi.noise_var": (0.2,),
+        "mi.kernels": ("fixed:0.2",),
         "mi.bin_size": (0.1,),
         "mi.estimators": ("kde", "bin"),
     },

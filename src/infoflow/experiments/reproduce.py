@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..errors import InfoflowError
 from ..runs import RunDir, atomic_write_text
-from .claims import CLAIM_COLUMNS, UNDECIDED, ClaimThresholds, claims_from_runs, claims_markdown, group_by_model
+from ..analysis.claims import CLAIM_COLUMNS, UNDECIDED, ClaimThresholds, claims_from_runs, claims_markdown, group_by_model
 from .profiles import Profile, get_profile
 from .sweep import RunSpec, SweepResult, check_cpus, plan_runs, run_sweep
 

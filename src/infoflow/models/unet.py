@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import INITS, skips_for_model  # the settings' choices live in infoflow.config
 from ..errors import ConfigError
 from ..network import NetworkLayout
 
@@ -58,21 +59,6 @@ UNET_LAYOUT = NetworkLayout(
 PROBE_LAYERS: tuple[str, ...] = UNET_LAYOUT.names
 SKIP_PAIRS: tuple[tuple[int, int], ...] = UNET_LAYOUT.skip_pairs
 MERGE_LAYERS: tuple[int, ...] = UNET_LAYOUT.merge_layers
-
-#: Skip masks (1->20, 3->17, 5->14, 7->11, the order of :data:`SKIP_PAIRS`) of the paper's Models 1-4.
-MODEL_SKIPS: dict[int, tuple[bool, bool, bool, bool]] = {
-    1: (True, True, True, True),
-    2: (False, True, True, True),
-    3: (False, False, True, True),
-    4: (False, False, False, True),
-}
-
-
-def skips_for_model(number: int) -> tuple[bool, bool, bool, bool]:
-    """Skip mask of the paper's Model ``number`` (1-4)."""
-    if number not in MODEL_SKIPS:
-        raise ConfigError(f"model number must be 1, 2, 3 or 4 (the paper's Models 1-4), got {number!r}")
-    return MODEL_SKIPS[number]
 
 
 def unet_layout(skips: Sequence[bool] = (True,) * 4) -> NetworkLayout:
@@ -219,10 +205,6 @@ class UNet(nn.Module):
         return tuple(sorted(m for _, m in self.skip_pairs))
 
 
-#: Initialisations :func:`build_model` offers: the original Keras code's and PyTorch's defaults.
-INITS: tuple[str, ...] = ("keras", "torch")
-
-
 def keras_fans(module: nn.Conv2d | nn.ConvTranspose2d) -> tuple[int, int]:
     """(fan_in, fan_out) of a convolution's kernel as Keras computes them for Glorot.
 
@@ -277,5 +259,3 @@ def build_model(*, model: int | None = 1, skips: Sequence[bool] | None = None, w
     return keras_init_(net) if init == "keras" else net
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

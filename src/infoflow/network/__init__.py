@@ -17,7 +17,7 @@ layout is read back by :func:`infoflow.models.unet.layout_from_config`. This pac
 import :mod:`infoflow.probe` (the probe imports it).
 """
 
-from .describe import Network, describe_network, detected_layout
+from .describe import Network, count_parameters, describe_network, detected_layout
 from .forward import infer_example_input, model_device
 from .layout import GROUPS, JOIN_KINDS, NetworkLayout, is_nested, layer_groups
 from .merges import DEFAULT_JOIN_OPS, JOIN_OPS, Merge, find_merges, merge_layers, skip_pairs
@@ -35,7 +35,7 @@ from .probe_layers import (
 
 __all__ = [
     "CONV_TYPES", "DEFAULT_JOIN_OPS", "GROUPS", "JOIN_KINDS", "JOIN_OPS", "LayerSpec", "LayerWarning", "Merge",
-    "Network", "NetworkLayout", "OUTPUT_NAME", "ProbeLayer", "describe_network", "describe_probe_layers",
+    "Network", "NetworkLayout", "count_parameters", "OUTPUT_NAME", "ProbeLayer", "describe_network", "describe_probe_layers",
     "detected_layout", "find_merges", "find_probe_layers", "infer_example_input", "is_activation", "is_nested",
     "layer_groups", "merge_layers", "model_device", "resolve_layers", "skip_pairs",
 ]

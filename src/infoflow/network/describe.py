@@ -102,6 +102,11 @@ def _as_probe_layers(model: nn.Module, pairs: Sequence[tuple[str, nn.Module]]) -
     return out
 
 
+def count_parameters(model: nn.Module) -> int:
+    """The number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def detected_layout(names: Sequence[str], merges: Sequence[Merge]) -> NetworkLayout:
     """The layout that merges found in a network with probe layers ``names`` make: every skip found
     (present), each skip's join its merge's op when that is "cat" or "add" (else unknown), the
@@ -172,7 +177,7 @@ def describe_network(model: nn.Module, example_input: Any = None, *, layers: Any
         cls=f"{type(model).__module__}.{type(model).__qualname__}",
         layers=found,
         merges=merges,
-        parameters=int(sum(p.numel() for p in model.parameters())),
+        parameters=count_parameters(model),
         example_shape=shape,
         method=merges[0].method if merges else "none",
         layout=layout,
@@ -180,4 +185,4 @@ def describe_network(model: nn.Module, example_input: Any = None, *, layers: Any
     )
 
 
-__all__ = ["Network", "describe_network", "detected_layout"]
+__all__ = ["Network", "count_parameters", "describe_network", "detected_layout"]

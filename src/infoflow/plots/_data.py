@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InfoflowError, RunError
-from ..estimators.table import DEFAULT_ESTIMATOR, DEFAULT_LABELS, Selection, select  # noqa: F401
+from ..analysis.selections import DEFAULT_ESTIMATOR, DEFAULT_LABELS, Selection, select  # noqa: F401
 from ..models.unet import layout_from_config
 from ..network import NetworkLayout
 from ..runs import RunDir
@@ -126,7 +126,7 @@ def planes(source: Any, estimator: str | None = None, setting: str | None = None
     return aggregate(pts), sel, len(pts)
 
 
-# -- uncertainty tables (infoflow.uncertainty) ----------------------------------------------------
+# -- uncertainty tables (infoflow.analysis.uncertainty) ----------------------------------------------------
 #: Columns a table must have to draw intervals from it.
 UNCERTAINTY_REQUIRED = ("epoch", "layer", "name", "estimator", "setting", "labels", "quantity", "value",
                         "ci_lo", "ci_hi")
@@ -134,7 +134,7 @@ _UNC_TEXT = ("name", "estimator", "setting", "labels", "quantity")
 
 
 def uncertainty_frame(x: Any) -> pd.DataFrame:
-    """An uncertainty table (columns of :data:`infoflow.uncertainty.UNCERTAINTY_COLUMNS`) from a
+    """An uncertainty table (columns of :data:`infoflow.analysis.uncertainty.UNCERTAINTY_COLUMNS`) from a
     DataFrame or the path of a ``*.uncertainty.csv``; errors name the file."""
     if isinstance(x, pd.DataFrame):
         frame, where = x, "the uncertainty table"

@@ -31,7 +31,7 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
     ceilings ``log2 N`` (vertical) and ``H(Y)`` (horizontal). A panel with any estimate at its
     ceiling gets a red frame and the right-hand title "at log2N", "at H(Y)" or "at log2N, H(Y)".
 
-    ``uncertainty``: an uncertainty table (:func:`infoflow.uncertainty.uncertainty_table`, or the
+    ``uncertainty``: an uncertainty table (:func:`infoflow.analysis.uncertainty.uncertainty_table`, or the
     path of a ``*.uncertainty.csv``). For every (epoch, layer) it holds for the selection, error
     bars in the epoch's colour: horizontal ``[ci_lo, ci_hi]`` of the I_XM row (``gid="ci-x"``) and
     vertical ``[ci_lo, ci_hi]`` of the I_YM row (``gid="ci-y"``), crossing at the table's values

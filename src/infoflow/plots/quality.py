@@ -1,7 +1,7 @@
 """How far an estimate can be trusted, drawn: intervals, permutation baselines and ceilings.
 
 * :func:`uplot_intervals` -- for one logged epoch of an uncertainty table
-  (:func:`infoflow.uncertainty.uncertainty_table`, ``infoflow estimate --uncertainty``), one column
+  (:func:`infoflow.analysis.uncertainty.uncertainty_table`, ``infoflow estimate --uncertainty``), one column
   per kernel-width setting and two rows, I(X;M_i) and I(Y;M_i) against layer index i: the estimate
   with its subsampling interval ``[ci_lo, ci_hi]``, the permutation baseline of I(Y;M) (mean
   dashed, band up to ``baseline_hi``) and the ceilings log2 N and H(Y) (dotted).
@@ -73,7 +73,7 @@ def uplot_intervals(unc: Any, *, epoch: int | None = None, labels: str | None = 
 
     Args:
         unc: an uncertainty table (DataFrame with the columns of
-            :data:`infoflow.uncertainty.UNCERTAINTY_COLUMNS`) or the path of a ``*.uncertainty.csv``.
+            :data:`infoflow.analysis.uncertainty.UNCERTAINTY_COLUMNS`) or the path of a ``*.uncertainty.csv``.
         epoch: the logged epoch to show (default: the last in the table).
         labels: the labelling of I(Y;M) (default ``kmeans``, else the first).
         estimator: which estimator's rows (default ``kde_upper``).

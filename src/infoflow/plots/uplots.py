@@ -32,7 +32,7 @@ def uplot(source: Any, quantity: str = "I_XM", *, epochs: Sequence[int] | None =
     the model has the skip, dashed grey with a cross when it was removed. Several runs (seeds):
     the median line with a min-max band.
 
-    ``uncertainty``: an uncertainty table (:func:`infoflow.uncertainty.uncertainty_table`, or the
+    ``uncertainty``: an uncertainty table (:func:`infoflow.analysis.uncertainty.uncertainty_table`, or the
     path of a ``*.uncertainty.csv``); for each drawn epoch it holds for the selection, vertical
     error bars ``[ci_lo, ci_hi]`` in the epoch's colour (``gid="ci-<epoch>"``). Without it the
     figure is unchanged.

@@ -14,11 +14,11 @@ Every pair is within relative error ``rtol`` (default 1e-4) of its true value: u
 error model below when it comes from a float32 Gram, rigorously otherwise. A relative bound is
 what the consumers can see, at any kernel width:
 
-* KDE. An entropy is a mean over rows of ``-log sum_j exp(-d_ij / (2 s2))`` (plus terms without
+* KDE. An entropy is a mean over rows of ``-log sum_j exp(-d_ij / (2 kernel_var))`` (plus terms without
   distances). Relative errors ``e_ij`` move row i's term by ``sum_j w_ij x_ij e_ij``, with
-  ``x = d / (2 s2)`` and ``w`` the kernel's normalised weights, the row's own (``x = 0``) among
+  ``x = d / (2 kernel_var)`` and ``w`` the kernel's normalised weights, the row's own (``x = 0``) among
   them; since ``H(w) = E_w[x] + log Z <= ln N`` and ``Z >= 1``, ``E_w[x] <= ln N``, so the shift is
-  at most ``rtol ln N`` nats whatever ``s2`` is: fixed, or taken from the distances themselves
+  at most ``rtol ln N`` nats whatever ``kernel_var`` is: fixed, or taken from the distances themselves
   (``rel``, ``silverman``; a relative error of the width moves the MI by the same order). The
   float32 errors are random in sign and mostly far below the model's bound, so the estimates
   move much less (``tests/probe/test_fast_estimates.py`` checks 1e-4 bits against float64).
@@ -97,6 +97,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from threadpoolctl import ThreadpoolController
 
 from ..errors import ProbeError
 
@@ -107,9 +110,9 @@ U64 = 2.0**-53  # unit roundoff of float64
 DEFAULT_RTOL = 1e-4
 #: Default working-model constant kappa of the float32 Gram error (see the module docstring).
 DEFAULT_GRAM_ERROR = 16.0
-#: Factor of :func:`near_for`: ``near = NEAR_FACTOR * max(noise variances)``.
+#: Factor of :func:`near_for`: ``near = NEAR_FACTOR * max(kernel variances)``.
 NEAR_FACTOR = 400.0
-#: Default ``near``: NEAR_FACTOR x the largest noise variance of the presets (paper text: s2 = 1.0).
+#: Default ``near``: NEAR_FACTOR x the largest fixed kernel variance of the presets (paper text: fixed:1.0).
 DEFAULT_NEAR = NEAR_FACTOR * 1.0
 
 _BLOCK_BYTES = 64 * 2**20  # temporaries of one column block (float64 copy of N x K) stay below this
@@ -126,13 +129,14 @@ class NonFiniteError(ProbeError):
     """The activations contain NaN or infinite values."""
 
 
-def near_for(noise_vars: Iterable[float], factor: float = NEAR_FACTOR) -> float:
-    """``factor * max(noise_vars)``: the squared distance beyond which a KDE kernel of the largest
-    noise variance gives a pair weight below ``exp(-factor / 8)`` (lower bound, variance ``4 s2``).
+def near_for(kernel_vars: Iterable[float], factor: float = NEAR_FACTOR) -> float:
+    """``factor * max(kernel_vars)``: the squared distance beyond which a KDE kernel of the largest
+    kernel variance gives a pair weight below ``exp(-factor / 8)`` (lower bound, variance
+    ``4 kernel_var``).
     :func:`pairwise_sq_dists` and the probe accept it and need no such scale (module docstring)."""
-    vals = [float(v) for v in noise_vars]
+    vals = [float(v) for v in kernel_vars]
     if not vals or min(vals) <= 0 or not all(math.isfinite(v) for v in vals):
-        raise ProbeError(f"noise variances must be positive numbers, got {vals!r}")
+        raise ProbeError(f"kernel variances must be positive numbers, got {vals!r}")
     return factor * max(vals)
 
 
@@ -194,8 +198,6 @@ def _one_blas_thread() -> Any:
     products, or beside our own threads, spin against the busy cores)."""
     global _BLAS
     if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")
 
@@ -497,9 +499,6 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _components(n: int, pi: np.ndarray, pj: np.ndarray) -> tuple[int, np.ndarray]:
     """Connected components of the graph on n rows with edges (pi, pj): (count, label per row)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     graph = coo_matrix((np.ones(len(pi), dtype=np.int8), (pi, pj)), shape=(n, n))
     return connected_components(graph, directed=False)
 

@@ -3,10 +3,10 @@
 Both are read from the tables ``infoflow estimate`` writes under ``RUN/estimates/``:
 
 * ``mi-<tag>.uncertainty.csv`` (``--uncertainty``): intervals, permutation baselines, ceilings
-  (:mod:`infoflow.uncertainty`). The section draws :func:`infoflow.plots.uplot_intervals` and a
+  (:mod:`infoflow.analysis.uncertainty`). The section draws :func:`infoflow.plots.uplot_intervals` and a
   per-layer table of one epoch (:func:`quality_rows`).
 * ``mi-<tag>.robustness.csv`` and ``mi-<tag>.robustness-summary.csv`` (``--robustness``): claim
-  verdicts per kernel-width setting and one sentence per claim (:mod:`infoflow.robustness`).
+  verdicts per kernel-width setting and one sentence per claim (:mod:`infoflow.analysis.robustness`).
 
 Without an explicit file the newest one in ``RUN/estimates`` is used; a run without them gets
 one line with the command that writes them. :func:`compute_quality` writes a cheap uncertainty
@@ -25,18 +25,19 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InfoflowError, RunDamaged, RunError
+from ..estimators.registry import upgrade_setting
 from ..estimators.table import near_ceiling
 from ..runs import RunDir
 from .html import _e
 
 __all__ = [
-    "QUALITY_WIDTHS", "QUALITY_REPEATS", "QUALITY_PERMUTATIONS", "find_uncertainty", "find_robustness",
+    "QUALITY_KERNELS", "quality_kernels", "QUALITY_REPEATS", "QUALITY_PERMUTATIONS", "find_uncertainty", "find_robustness",
     "robustness_files", "read_robustness", "quality_rows", "quality_html", "robustness_html",
     "quality_command", "robustness_command",
 ]  # fmt: skip
 
-#: Kernel widths of ``infoflow report --quality``: the run's noise variance(s), two relative, Silverman.
-QUALITY_WIDTHS: tuple[str, ...] = ("fixed", "rel:0.1", "rel:1", "silverman")
+#: Kernels of ``infoflow report --quality`` beside the run's own (:func:`quality_kernels`): two relative, Silverman.
+QUALITY_KERNELS: tuple[str, ...] = ("rel:0.1", "rel:1.0", "silverman:1.0")
 QUALITY_REPEATS = 10
 QUALITY_PERMUTATIONS = 20
 QUALITY_ESTIMATOR = "kde_upper"  # what `infoflow report --quality` computes (the CLI), and the report suggests
@@ -98,12 +99,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def read_robustness(verdicts: Any = None, summary: Any = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """The robustness tables from files (or DataFrames). ``holds`` becomes True / False / None
     (undecided); a missing summary is made from the verdicts
-    (:func:`infoflow.robustness.summarize_robustness`)."""
-    from ..robustness import ROBUSTNESS_COLUMNS, _truth, summarize_robustness
+    (:func:`infoflow.analysis.robustness.summarize_robustness`)."""
+    from ..analysis.robustness import ROBUSTNESS_COLUMNS, _truth, summarize_robustness
 
     v = s = None
     if verdicts is not None:
         v = verdicts.copy() if isinstance(verdicts, pd.DataFrame) else _read_csv(Path(verdicts))
+        v = v.rename(columns={"width_kind": "kernel_kind", "width_value": "kernel_param"})  # tables before the kernel spec
+        if "setting" in v:
+            v["setting"] = v["setting"].astype(str).map(upgrade_setting)
         missing = [c for c in ROBUSTNESS_COLUMNS if c not in v.columns]
         if missing:
             raise RunError(f"{verdicts if not isinstance(verdicts, pd.DataFrame) else 'the verdicts'} is not a "
@@ -111,7 +115,7 @@ def read_robustness(verdicts: Any = None, summary: Any = None) -> tuple[pd.DataF
         v["claim"] = v["claim"].astype(str)
         v["setting"] = v["setting"].astype(str)
         v["holds"] = pd.Series([_truth(x) for x in v["holds"]], index=v.index, dtype=object)
-        v["width_value"] = pd.to_numeric(v["width_value"], errors="coerce")
+        v["kernel_param"] = pd.to_numeric(v["kernel_param"], errors="coerce")
     if summary is not None:
         s = summary.copy() if isinstance(summary, pd.DataFrame) else _read_csv(Path(summary))
         if "statement" not in s.columns or "claim" not in s.columns:
@@ -277,8 +281,8 @@ def robustness_html(verdicts: pd.DataFrame | None, summary: pd.DataFrame | None,
         parts.append("<ul class=statements>" + "".join(f"<li>{_e(s)}</li>" for s in summary["statement"]) + "</ul>")
     if verdicts is not None and len(verdicts):
         cols = verdicts.drop_duplicates("setting")
-        cols = cols.assign(_k=cols["width_kind"].map(_KIND_ORDER).fillna(9))
-        settings = list(cols.sort_values(["_k", "width_value", "setting"], na_position="last")["setting"])
+        cols = cols.assign(_k=cols["kernel_kind"].map(_KIND_ORDER).fillna(9))
+        settings = list(cols.sort_values(["_k", "kernel_param", "setting"], na_position="last")["setting"])
         claims = list(dict.fromkeys(verdicts["claim"]))
         cell = {(r.claim, r.setting): (r.holds, r.detail) for r in verdicts.itertuples(index=False)}
         head = "<tr><th>claim</th>" + "".join(f"<th>{_e(s)}</th>" for s in settings) + "</tr>"
@@ -299,17 +303,25 @@ def robustness_html(verdicts: pd.DataFrame | None, summary: pd.DataFrame | None,
 
 
 # -- what to run when the tables are missing ---------------------------------------------------------
+def quality_kernels(kernels: Sequence[str]) -> tuple[str, ...]:
+    """The kernels of ``infoflow report --quality`` for a run with ``kernels`` (``mi.kernels``):
+    its own, then :data:`QUALITY_KERNELS`, each once."""
+    return tuple(dict.fromkeys(list(kernels) + list(QUALITY_KERNELS)))
+
+
 def quality_command(run: RunDir) -> str:
     """The ``infoflow estimate`` call that writes the uncertainty table the report reads."""
     epochs = run.matrix_epochs()
     last = f" --epochs {epochs[-1]}" if epochs else ""
-    return (f"infoflow estimate {shlex.quote(str(run.path))} --width {','.join(QUALITY_WIDTHS)} --uncertainty"
+    ks = ",".join(quality_kernels(run.config().mi.kernels))
+    return (f"infoflow estimate {shlex.quote(str(run.path))} --kernel {ks} --uncertainty"
             f"{last} --repeats {QUALITY_REPEATS} --permutations {QUALITY_PERMUTATIONS}")
 
 
 def robustness_command(run: RunDir) -> str:
     """The ``infoflow estimate`` call that writes the robustness tables the report reads."""
-    return f"infoflow estimate {shlex.quote(str(run.path))} --width {','.join(QUALITY_WIDTHS)} --robustness"
+    ks = ",".join(quality_kernels(run.config().mi.kernels))
+    return f"infoflow estimate {shlex.quote(str(run.path))} --kernel {ks} --robustness"
 
 
 # -- the two sections of one run -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from torch import nn
 from ..config import MIConfig
 from ..errors import RunError
 from ..estimators import estimate_layers
+from ..estimators.widths import SCALE_AWARE_KERNEL, parse_kernels
 from ..network import LayerSpec, find_probe_layers, model_device
 from ..probe import DEFAULT_NEAR, near_for, probe_layers
 from ..probe.heap import retained_heap
@@ -56,14 +57,14 @@ def probe_budget_bytes(budget_gb: float | str, device: torch.device | str) -> in
     return int(AUTO_BUDGET_GB * 2**30)
 
 
-def estimate_matrices(m: Matrices, labelings: dict[str, np.ndarray], *, noise_vars: Sequence[float],
+def estimate_matrices(m: Matrices, labelings: dict[str, np.ndarray], *, kernels: Sequence[str],
                       estimators: Sequence[str], renyi_alpha: float,
-                      subset: np.ndarray | None = None, widths: Sequence[str] | None = None,
+                      subset: np.ndarray | None = None,
                       permutations: int = MIConfig.permutations) -> pd.DataFrame:
     """The tidy table of estimates of one logged epoch from what the run stores for it.
 
     ``subset``: indices of probe samples to keep (re-estimation on a probe subset).
-    ``widths``: kernel-width rules of KDE and Renyi (``MIConfig.widths``; None: fixed ``noise_vars``).
+    ``kernels``: kernel specs of KDE and Renyi (``MIConfig.kernels``).
     ``permutations``: label permutations of the I(Y;M) ``baseline`` column (``MIConfig.permutations``;
     seeded by epoch, layer and labelling, so online and re-estimated tables agree bit for bit).
     """
@@ -71,9 +72,8 @@ def estimate_matrices(m: Matrices, labelings: dict[str, np.ndarray], *, noise_va
     labs = labelings if subset is None else {k: np.asarray(v)[np.asarray(subset)] for k, v in labelings.items()}
     return estimate_layers(
         m.dist, names=list(m.names), dims=[int(d) for d in m.dims], epoch=m.epoch, labelings=labs,
-        noise_vars=list(noise_vars), bin_codes=m.codes if "bin" in estimators else None,
-        dist_x=m.dist_input, renyi_alpha=renyi_alpha, estimators=tuple(estimators), widths=widths,
-        permutations=permutations)
+        kernels=tuple(kernels), bin_codes=m.codes if "bin" in estimators else None,
+        dist_x=m.dist_input, renyi_alpha=renyi_alpha, estimators=tuple(estimators), permutations=permutations)
 
 
 class MITracker:
@@ -131,7 +131,8 @@ class MITracker:
                                memory_budget_bytes=probe_budget_bytes(mi.memory_budget_gb, device), device=device,
                                bin_sizes=tuple(mi.bin_size) if "bin" in mi.estimators else (),
                                include_input="renyi" in mi.estimators,
-                               near=max(DEFAULT_NEAR, near_for(mi.noise_var)))
+                               near=max([DEFAULT_NEAR] + [near_for([k.param]) for k in parse_kernels(mi.kernels)
+                                                              if k.kind == "fixed"]))
         m = Matrices(epoch=int(epoch), names=list(res.names), dims=np.asarray(res.dims, dtype=np.int64),
                      dist=res.dist.astype(np.float32), codes=dict(res.codes),
                      dist_input=None if res.dist_input is None else res.dist_input.astype(np.float32))
@@ -141,9 +142,8 @@ class MITracker:
         if mi.store_matrices:
             self.run.save_matrices(m)
         t_store = time.perf_counter()
-        table = estimate_matrices(m, self.probe.labelings, noise_vars=mi.noise_var, estimators=mi.estimators,
-                                  renyi_alpha=mi.renyi_alpha, widths=mi.widths, subset=self._subset,
-                                  permutations=mi.permutations)
+        table = estimate_matrices(m, self.probe.labelings, kernels=mi.kernels, estimators=mi.estimators,
+                                  renyi_alpha=mi.renyi_alpha, subset=self._subset, permutations=mi.permutations)
         self.run.append_mi(table)
         t_end = time.perf_counter()
         self.last_timings = {**res.timings, "probe": t_probe - t_start, "store": t_store - t_probe,
@@ -152,7 +152,24 @@ class MITracker:
         if len(at_ceiling):
             log.info("epoch %d: %d of %d I(X;M) estimates at their ceiling log2 N", epoch,
                      len(at_ceiling), int((table["quantity"] == "I_XM").sum()))
+        for note in floor_notes(table):
+            log.warning("epoch %d: %s", epoch, note)
         return table
+
+
+def floor_notes(table: pd.DataFrame) -> list[str]:
+    """One warning per estimator and setting of ``table`` whose I(X;M) estimates mostly (more than
+    half) sit at their floor, about 0 bits (the ``at_floor`` column): the kernel is wide against
+    the activations' scale, so the estimates measure that scale, not the network."""
+    rows = table[table["quantity"] == "I_XM"]
+    notes = []
+    for (est, setting), g in rows.groupby(["estimator", "setting"], sort=False):
+        n_floor = int(g["at_floor"].sum())
+        if 2 * n_floor > len(g):
+            notes.append(f"{n_floor} of {len(g)} I(X;M) estimates of {est} ({setting}) sit at their floor (about "
+                         "0 bits): the kernel is wide against the activations' scale; a scale-aware kernel "
+                         f"(e.g. {SCALE_AWARE_KERNEL}) measures the network")
+    return notes
 
 
 def default_layers(model: nn.Module) -> LayerSpec:
@@ -165,7 +182,7 @@ def reestimate(run: RunDir, mi: MIConfig, *, epochs: Sequence[int] | None = None
                subset: np.ndarray | None = None, progress: bool = False) -> pd.DataFrame:
     """Recompute the table of estimates of ``run`` from its stored matrices with settings ``mi``.
 
-    The network is not run: any noise variance, labelling (K-means K and seed, coarsening grid
+    The network is not run: any kernel, labelling (K-means K and seed, coarsening grid
     and threshold, graded or binary masks) and probe subset can be estimated again; classes made
     as the run made them are read from ``probe.npz``, not recomputed. With the run's own
     settings the result equals the stored ``mi.csv`` bit for bit. ``subset``: indices of probe
@@ -189,22 +206,21 @@ def reestimate(run: RunDir, mi: MIConfig, *, epochs: Sequence[int] | None = None
     if progress:
         iterator = track(todo, description="re-estimating")
     for epoch in iterator:
-        frames.append(estimate_matrices(run.load_matrices(epoch), labelings, noise_vars=mi.noise_var,
+        frames.append(estimate_matrices(run.load_matrices(epoch), labelings, kernels=mi.kernels,
                                         estimators=mi.estimators, renyi_alpha=mi.renyi_alpha, subset=subset,
-                                        widths=mi.widths, permutations=mi.permutations))
+                                        permutations=mi.permutations))
     return pd.concat(frames, ignore_index=True)
 
 
 def estimates_path(run: RunDir, mi: MIConfig, *, probe_subset: int | str | None = None) -> Path:
     """Default file of re-estimated MI (``infoflow estimate``): ``RUN/estimates/mi-<tag>.csv``, the
-    tag naming the noise variances, labellings, K of K-means (and its seed when not 0), the masks
-    Y is made from when binary, kernel widths (when not the plain ``fixed``) and the probe subset
-    (``probe_subset``, else ``mi.subset``). Sibling tables (uncertainty, robustness) share its stem."""
-    wtag = [] if tuple(mi.widths) == ("fixed",) else \
-        ["w-" + "-".join(w.replace(":", "").replace("fixed", "f") for w in mi.widths)]
+    tag naming the kernels (``fixed0.2-rel0.1``), labellings, K of K-means (and its seed when not
+    0), the masks Y is made from when binary and the probe subset (``probe_subset``, else
+    ``mi.subset``). Sibling tables (uncertainty, robustness) share its stem."""
+    ktag = "-".join(f"{k.kind}{k.param:g}" for k in parse_kernels(mi.kernels))
     sub = mi.subset if probe_subset is None else probe_subset
-    tag = "_".join([f"s2-{'-'.join(f'{v:g}' for v in mi.noise_var)}", "-".join(mi.labels), f"k{mi.kmeans_k}"]
+    tag = "_".join([ktag, "-".join(mi.labels), f"k{mi.kmeans_k}"]
                    + ([f"kseed{mi.kmeans_seed}"] if mi.kmeans_seed else [])
                    + (["ybinary"] if mi.y_from == "binary" else [])
-                   + wtag + ([f"sub{sub}"] if sub is not None else []))
+                   + ([f"sub{sub}"] if sub is not None else []))
     return run.estimates_path(tag)

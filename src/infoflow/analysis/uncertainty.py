@@ -47,7 +47,7 @@ Columns of the uncertainty table (:data:`UNCERTAINTY_COLUMNS`), one row per
     h_y            plug-in H(Y) of the labelling (NaN for I_XM)
     ceiling        the estimator's ceiling: log2 N for I_XM; H(Y) (renyi: its alpha-entropy of
                    the classes) for I_YM
-    kernel_var     the resolved kernel variance s2 (NaN for bin)
+    kernel_var     the variance the kernel resolved to (NaN for bin)
     m_ci, repeats, permutations
 
 Columns of the subsample (trend) table (:data:`SUBSAMPLE_COLUMNS`): the same keys plus
@@ -66,12 +66,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InfoflowError
-from .estimators._util import as_dist, to_numpy
-from .estimators.base import LabelGroup, Labels, Prepared, seeded_rng
-from .estimators.registry import expand_estimators, prepare, renyi_input, setting_of
-from .estimators.table import NO_LABELS
-from .estimators.widths import Width, expand_widths, kernel_var
+from rich.progress import track
+
+from ..errors import InfoflowError, RunError
+from ..estimators._util import as_dist, to_numpy
+from ..estimators.base import LabelGroup, Labels, Prepared, seeded_rng
+from ..estimators.registry import expand_estimators, prepare, renyi_input, setting_of
+from ..estimators.table import NO_LABELS
+from ..estimators.widths import Kernel, parse_kernel, parse_kernels
+from ..runs import RunDir, sibling_path
+from ..tracking import labelings_for
 
 __all__ = [
     "UNCERTAINTY_COLUMNS",
@@ -81,8 +85,6 @@ __all__ = [
     "estimate_uncertainty",
     "uncertainty_table",
     "uncertainty_tables",
-    "kde_point",
-    "sibling_path",
     "write_uncertainty",
 ]
 
@@ -94,15 +96,6 @@ UNCERTAINTY_COLUMNS = KEYS + (
 SUBSAMPLE_COLUMNS = KEYS + ("m", "repeats", "mean", "sd", "lo", "hi", "ceiling", "n", "kernel_var")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 UNC_ESTIMATORS = ("kde_upper", "kde_lower", "bin", "renyi")
-
-
-def kde_point(d: Any, labels: Any = None, *, width: Any, bound: str = "upper") -> tuple[float, float]:
-    """``(I(X;M), I(Y;M))`` in bits of the KDE bound for kernel-width rule ``width`` (the
-    registry's prepared KDE; equal to :func:`~infoflow.estimators.kde_mi` with the resolved variance)."""
-    p = prepare(f"kde_{bound}", dist=d, width=width)
-    if labels is None:
-        return p.i_xm, math.nan
-    return p.i_xm, p.i_ym(labels)
 
 
 # -- seeded subsets and permutations ----------------------------------------------------------------
@@ -148,7 +141,7 @@ def layer_uncertainty(
     *,
     dim: int,
     estimator: str = "kde_upper",
-    width: Any = "fixed:0.2",
+    kernel: Any = "fixed:0.2",
     codes: Any = None,
     dist_x: Any = None,
     renyi_alpha: float = 1.01,
@@ -165,7 +158,7 @@ def layer_uncertainty(
     _perms_cache: dict[str, LabelGroup] | None = None,
     _cache: dict[Any, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Uncertainty of one layer's estimates for one estimator and width (``codes`` for bin).
+    """Uncertainty of one layer's estimates for one estimator and kernel (``codes`` for bin).
 
     Returns ``(summary, subsamples)`` with :data:`UNCERTAINTY_COLUMNS` / :data:`SUBSAMPLE_COLUMNS`.
     """
@@ -179,7 +172,7 @@ def layer_uncertainty(
         raise InfoflowError(f"repeats must be >= 2 and permutations >= 0, got {repeats}, {permutations}")
     alpha = float(renyi_alpha)
     c = None
-    w: Width | None = None
+    w: Kernel | None = None
     if est == "bin":
         if codes is None:
             raise InfoflowError("the binning estimator needs symbol codes (it cannot use distances)")
@@ -189,11 +182,11 @@ def layer_uncertainty(
     else:
         d = as_dist(dist)
         n = d.shape[0]
-        w = expand_widths([width], [])[0]
+        w = parse_kernel(kernel)
     dx = None if (dist_x is None or est != "renyi") else as_dist(dist_x, what="dist_x")
     labs = [(k, Labels.of(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
     if setting is None:
-        setting = setting_of(est, width=w, alpha=alpha) if est != "bin" else "bin"
+        setting = setting_of(est, kernel=w, alpha=alpha) if est != "bin" else "bin"
     sizes = subset_sizes(n, fractions)
     if n not in sizes:
         sizes.append(n)
@@ -209,20 +202,20 @@ def layer_uncertainty(
 
     def prep(idx: np.ndarray | None, m: int, r: int) -> tuple[Prepared, float]:
         ds = d if (idx is None or d is None) else d[np.ix_(idx, idx)]
-        s2_ = math.nan if ds is None else kernel_var(w, ds)
+        kv = math.nan if (ds is None or w is None) else w.kernel_var(ds)
         x = None
         if dx is not None:
             assert w is not None
-            key = ("x", w.key(), alpha, m, r)
+            key = ("x", w.spec(), alpha, m, r)
             if key not in cache:
-                cache[key] = renyi_input(dx if idx is None else dx[np.ix_(idx, idx)], width=w, alpha=alpha,
+                cache[key] = renyi_input(dx if idx is None else dx[np.ix_(idx, idx)], kernel=w, alpha=alpha,
                                          checked=True)
             x = cache[key]
-        p = prepare(est, dist=ds, kernel_var=None if ds is None else s2_, dim=int(dim), alpha=alpha, x=x,
+        p = prepare(est, dist=ds, kernel_var=None if ds is None else kv, dim=int(dim), alpha=alpha, x=x,
                     codes=None if c is None else (c if idx is None else c[idx]), checked=True)
-        return p, s2_
+        return p, kv
 
-    full, s2 = prep(None, n, 0)
+    full, full_kv = prep(None, n, 0)
     has_x = math.isfinite(full.i_xm) or est != "renyi"
     quantities: list[tuple[str, str, Labels | None]] = []
     if has_x:
@@ -233,11 +226,11 @@ def layer_uncertainty(
     # subsamples: values[(lab, q)][m] = list of values
     sub_vals: dict[tuple[str, str], dict[int, list[float]]] = {key: {} for key in full_vals}
     sub_ceil: dict[tuple[str, str], dict[int, list[float]]] = {key: {} for key in full_vals}
-    sub_s2: dict[int, list[float]] = {}
+    sub_kv: dict[int, list[float]] = {}
     for m in sorted(subs):
         for r, idx in enumerate(subs[m]):
-            p, s2_m = (full, s2) if m >= n else prep(idx, m, r)
-            sub_s2.setdefault(m, []).append(s2_m)
+            p, kv_m = (full, full_kv) if m >= n else prep(idx, m, r)
+            sub_kv.setdefault(m, []).append(kv_m)
             for lab, q, y in quantities:
                 if q == "I_XM":
                     v, ce = p.i_xm, math.log2(m)
@@ -268,7 +261,7 @@ def layer_uncertainty(
                           "mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
                           "lo": float(np.quantile(arr, lo_q)), "hi": float(np.quantile(arr, hi_q)),
                           "ceiling": float(np.mean(sub_ceil[key][m])), "n": n,
-                          "kernel_var": float(np.mean(sub_s2[m]))})
+                          "kernel_var": float(np.mean(sub_kv[m]))})
         if m_ci is not None:
             arr = np.asarray(sub_vals[key][m_ci])
             dev = (arr - arr.mean()) * math.sqrt(m_ci / (n - m_ci))
@@ -292,7 +285,7 @@ def layer_uncertainty(
         urows.append({**base, "labels": lab, "quantity": q, "value": float(value), "ci_lo": ci_lo, "ci_hi": ci_hi,
                       "level": float(level), "trend": trend, "baseline_mean": b_mean, "baseline_sd": b_sd,
                       "baseline_hi": b_hi, "p_value": p_val, "n": n, "d": int(dim), "log2n": log2n, "h_y": h_y,
-                      "ceiling": float(ceiling), "kernel_var": s2, "m_ci": m_ci if m_ci is not None else n,
+                      "ceiling": float(ceiling), "kernel_var": full_kv, "m_ci": m_ci if m_ci is not None else n,
                       "repeats": repeats, "permutations": permutations if q == "I_YM" else 0})
     return (pd.DataFrame(urows, columns=list(UNCERTAINTY_COLUMNS)),
             pd.DataFrame(srows, columns=list(SUBSAMPLE_COLUMNS)))
@@ -303,8 +296,7 @@ def estimate_uncertainty(
     m: Any,
     labelings: Mapping[str, Any],
     *,
-    widths: Sequence[Any] | str | None = None,
-    noise_vars: Sequence[float] = (0.2,),
+    kernels: Sequence[Any] | str = ("fixed:0.2",),
     estimators: Sequence[str] | str = ("kde_upper",),
     renyi_alpha: float = 1.01,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
@@ -316,13 +308,12 @@ def estimate_uncertainty(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Uncertainty tables of one logged epoch's :class:`~infoflow.runs.Matrices` ``m``.
 
-    ``widths``/``noise_vars`` as in :func:`~infoflow.estimators.estimate_layers` (an open
-    ``"fixed"`` is each noise variance); ``layers``: probe indices (default all). The same seeded
+    ``kernels`` as in :func:`~infoflow.estimators.estimate_layers`; ``layers``: probe indices (default all). The same seeded
     subsets and label permutations are used for every layer, estimator and setting of the epoch
     (paired comparisons). Returns ``(summary, subsamples)``.
     """
     ests = expand_estimators(estimators)
-    ws = expand_widths(widths, [float(v) for v in noise_vars])
+    ks = parse_kernels(kernels)
     n_layers, n = m.dist.shape[0], m.dist.shape[1]
     labs = [(k, Labels.of(v, n, what=f"labelling {k!r}")) for k, v in sorted(labelings.items())]
     sizes = subset_sizes(n, fractions)
@@ -342,12 +333,12 @@ def estimate_uncertainty(
         for est in ests:
             if est == "bin" and not m.codes:
                 continue
-            settings: list[tuple[Width | None, Any]] = \
-                [(None, b) for b in sorted(m.codes, key=float)] if est == "bin" else [(w, None) for w in ws]
-            for w, b in settings:
-                setting = setting_of(est, width=w, bin_size=None if b is None else float(b), alpha=alpha)
+            settings: list[tuple[Kernel | None, Any]] = \
+                [(None, b) for b in sorted(m.codes, key=float)] if est == "bin" else [(k, None) for k in ks]
+            for k, b in settings:
+                setting = setting_of(est, kernel=k, bin_size=None if b is None else float(b), alpha=alpha)
                 u, s = layer_uncertainty(
-                    d, dict(labs), dim=int(m.dims[li]), estimator=est, width=w if w is not None else "fixed:1",
+                    d, dict(labs), dim=int(m.dims[li]), estimator=est, kernel=k if k is not None else "fixed:1.0",
                     codes=None if b is None else m.codes[b][li], dist_x=dist_x, renyi_alpha=renyi_alpha,
                     fractions=fractions, repeats=repeats, permutations=permutations, level=level, seed=seed,
                     epoch=int(m.epoch), layer=li, name=str(m.names[li]), setting=setting,
@@ -363,7 +354,7 @@ def uncertainty_tables(
     run: Any,
     mi: Any = None,
     *,
-    widths: Sequence[Any] | str | None = None,
+    kernels: Sequence[Any] | str | None = None,
     estimators: Sequence[str] | str = ("kde_upper",),
     epochs: Sequence[int] | None = None,
     layers: Sequence[int] | None = None,
@@ -376,12 +367,9 @@ def uncertainty_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(summary, subsamples)`` of a run (a :class:`~infoflow.runs.RunDir` or its path).
 
-    ``mi``: the :class:`~infoflow.config.MIConfig` whose labellings, noise variances, Renyi alpha
-    and widths are used (default: the run's own); ``widths`` overrides ``mi.widths``.
+    ``mi``: the :class:`~infoflow.config.MIConfig` whose labellings, kernels and Renyi alpha are
+    used (default: the run's own); ``kernels`` overrides ``mi.kernels``.
     """
-    from .errors import RunError
-    from .runs import RunDir
-    from .tracking import labelings_for
 
     rd = run if isinstance(run, RunDir) else RunDir.open(run)
     stored_mi = rd.config().mi
@@ -399,13 +387,11 @@ def uncertainty_tables(
         raise RunError(f"{rd.path}: no stored matrices for epoch(s) {missing}; stored: {stored}")
     iterator: Any = todo
     if progress:
-        from rich.progress import track
-
         iterator = track(todo, description="uncertainty")
     parts_u, parts_s = [], []
     for e in iterator:
         u, s = estimate_uncertainty(
-            rd.load_matrices(e).take(idx), labelings, widths=mi.widths if widths is None else widths, noise_vars=mi.noise_var,
+            rd.load_matrices(e).take(idx), labelings, kernels=mi.kernels if kernels is None else kernels,
             estimators=estimators, renyi_alpha=mi.renyi_alpha, fractions=fractions, repeats=repeats,
             permutations=permutations, level=level, seed=seed, layers=layers)
         parts_u.append(u)
@@ -421,28 +407,18 @@ def uncertainty_table(run: Any, mi: Any = None, **kwargs: Any) -> pd.DataFrame:
     return uncertainty_tables(run, mi, **kwargs)[0]
 
 
-def sibling_path(out: str | os.PathLike, suffix: str) -> Path:
-    """The table beside an estimates file: ``mi-x.csv`` -> ``mi-x.<suffix>.csv``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.{suffix}.csv")
-
-
 def write_uncertainty(run: Any, out: str | os.PathLike, mi: Any = None, **kwargs: Any
                       ) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
     """Compute :func:`uncertainty_tables` of ``run`` and write them beside the estimates file
-    ``out``: ``<out>.uncertainty.csv`` and ``<out>.subsamples.csv`` (atomically).
+    ``out``: ``<out>.uncertainty.csv`` and ``<out>.subsamples.csv`` (atomically, by
+    :meth:`~infoflow.runs.RunDir.write_table`).
 
     ``mi`` and ``kwargs`` as in :func:`uncertainty_tables`. Returns ``(summary, subsamples,
     uncertainty path, subsamples path)``. This is what ``infoflow estimate --uncertainty`` and
     ``infoflow report --quality`` both call.
     """
-    from .runs import atomic_path
-
-    summary, subs = uncertainty_tables(run, mi, **kwargs)
-    paths = []
-    for frame, suffix in ((summary, "uncertainty"), (subs, "subsamples")):
-        target = sibling_path(out, suffix)
-        with atomic_path(target) as tmp:
-            frame.to_csv(tmp, index=False)
-        paths.append(target)
+    rd = run if isinstance(run, RunDir) else RunDir.open(run)
+    summary, subs = uncertainty_tables(rd, mi, **kwargs)
+    paths = [rd.write_table(sibling_path(out, suffix), frame)
+             for frame, suffix in ((summary, "uncertainty"), (subs, "subsamples"))]
     return summary, subs, paths[0], paths[1]

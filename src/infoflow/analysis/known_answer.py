@@ -22,15 +22,15 @@ Truths (bits), see :func:`population_iym`, :func:`population_ixm`, :func:`sample
 
     K = 2: a one-dimensional integral, done by adaptive quadrature (``scipy.integrate.quad``,
     its error estimate is reported, ~1e-12). K > 2: Monte Carlo with the standard error reported.
-``pop_noisy`` -- the KDE's own population target for kernel variance ``s2``: the same with the
-    kernel's noise added, ``M + Z``, ``Z ~ N(0, s2 I)``: ``I(Y; M+Z)`` = the formula above with
-    ``snr * sigma2 / (sigma2 + s2)``; and ``I(X; M+Z) = (D/2) log2(1 + sigma2/s2) + I(Y; M+Z)``
+``pop_noisy`` -- the KDE's own population target for kernel variance ``kernel_var``: the same with the
+    kernel's noise added, ``M + Z``, ``Z ~ N(0, kernel_var I)``: ``I(Y; M+Z)`` = the formula above with
+    ``snr * sigma2 / (sigma2 + kernel_var)``; and ``I(X; M+Z) = (D/2) log2(1 + sigma2/kernel_var) + I(Y; M+Z)``
     (``h(M+Z) = h(M+Z|Y) + I(Y;M+Z)``; ``h(M+Z|X) = h(Z)``), usually far above log2 N.
 ``sample`` -- the KDE's finite-sample target: ``U = m_I + Z`` with ``I`` uniform over the N
     samples (Kolchinsky & Tracey's mixture), ``I(X;U) = H(U) - H(Z)`` and
     ``I(Y;U) = H(U) - H(U|Y)``. Exact expression, evaluated by Monte Carlo with its standard error::
 
-        I(X;U) = log N - E_i E_z[ logsumexp_j( -(d_ij + 2 sqrt(s2) (a_i - a_j)) / (2 s2) ) ]
+        I(X;U) = log N - E_i E_z[ logsumexp_j( -(d_ij + 2 sqrt(kernel_var) (a_i - a_j)) / (2 kernel_var) ) ]
 
     where ``a_k = z . (m_k - mean(m))`` is Gaussian with covariance ``B = -1/2 J d J``, the centred
     Gram matrix: the noise only enters through its projections on the sample differences, so
@@ -47,9 +47,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import integrate
 
-from .errors import InfoflowError
-from .estimators._util import LN2, as_labels
+from ..errors import InfoflowError
+from ..estimators._util import LN2, as_dist, as_labels
+from ..estimators.base import LabelGroup, Labels
+from ..estimators.binning import bin_codes
+from ..estimators.registry import prepare, setting_of
+from ..estimators.widths import parse_kernels
 
 __all__ = [
     "MixtureSpec",
@@ -61,10 +66,10 @@ __all__ = [
     "benchmark",
     "summarize",
     "default_specs",
-    "DEFAULT_WIDTHS",
+    "BENCHMARK_KERNELS",
 ]
 
-DEFAULT_WIDTHS = ("fixed:0.2", "fixed:1.0", "rel:0.1", "rel:1.0", "silverman")
+BENCHMARK_KERNELS = ("fixed:0.2", "fixed:1.0", "rel:0.1", "rel:1.0", "silverman:1.0")
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,6 @@ def population_iym(k: int, snr: float, *, n_mc: int = 400_000, seed: int = 12345
     if snr <= 0.0:
         return 0.0, 0.0
     if k == 2 and method != "mc":
-        from scipy import integrate
-
         s = math.sqrt(snr)
 
         def f(z: float) -> float:
@@ -188,10 +191,10 @@ def population_iym(k: int, snr: float, *, n_mc: int = 400_000, seed: int = 12345
     return max(i, 0.0), se
 
 
-def population_ixm(spec: MixtureSpec, s2: float, **kw: Any) -> tuple[float, float]:
-    """``(I(X; M+Z), error)`` bits for kernel variance ``s2``: ``(D/2) log2(1 + sigma2/s2) + I(Y;M+Z)``."""
-    iy, err = population_iym(spec.k, spec.snr * spec.sigma2 / (spec.sigma2 + s2), **kw)
-    return 0.5 * spec.dim * math.log2(1.0 + spec.sigma2 / s2) + iy, err
+def population_ixm(spec: MixtureSpec, kernel_var: float, **kw: Any) -> tuple[float, float]:
+    """``(I(X; M+Z), error)`` bits for kernel variance ``kernel_var``: ``(D/2) log2(1 + sigma2/kernel_var) + I(Y;M+Z)``."""
+    iy, err = population_iym(spec.k, spec.snr * spec.sigma2 / (spec.sigma2 + kernel_var), **kw)
+    return 0.5 * spec.dim * math.log2(1.0 + spec.sigma2 / kernel_var) + iy, err
 
 
 # -- finite-sample (mixture) truths --------------------------------------------------------------
@@ -200,7 +203,7 @@ def _lse_rows(a: np.ndarray) -> np.ndarray:
     return np.log(np.exp(a - mx[:, None]).sum(axis=1)) + mx
 
 
-def sample_truth(dist: Any, labels: Any = None, *, s2: float, draws: int = 400, rows: int = 64,
+def sample_truth(dist: Any, labels: Any = None, *, kernel_var: float, draws: int = 400, rows: int = 64,
                  seed: int = 0) -> dict[str, float]:
     """Exact KDE targets of a finite sample set by Monte Carlo (see module docstring).
 
@@ -210,7 +213,7 @@ def sample_truth(dist: Any, labels: Any = None, *, s2: float, draws: int = 400, 
     """
     d = np.asarray(dist, dtype=np.float64)
     n = d.shape[0]
-    s2 = float(s2)
+    kernel_var = float(kernel_var)
     row = d.mean(axis=1)
     b = -0.5 * (d - row[:, None] - row[None, :] + row.mean())
     lam, q = np.linalg.eigh(b)
@@ -220,8 +223,8 @@ def sample_truth(dist: Any, labels: Any = None, *, s2: float, draws: int = 400, 
     rng = np.random.default_rng(seed)
     r = min(int(rows), n)
     ix, iy = np.empty(draws), np.empty(draws)
-    scale = 1.0 / (2.0 * s2)
-    root_s = 2.0 * math.sqrt(s2)
+    scale = 1.0 / (2.0 * kernel_var)
+    root_s = 2.0 * math.sqrt(kernel_var)
     for t in range(draws):
         a = root @ rng.standard_normal(n)
         idx = np.arange(n) if r == n else rng.choice(n, size=r, replace=False)
@@ -241,16 +244,10 @@ def sample_truth(dist: Any, labels: Any = None, *, s2: float, draws: int = 400, 
 
 
 # -- the benchmark ----------------------------------------------------------------------------------
-def _estimates(smp: MixtureSample, spec: MixtureSpec, widths: Sequence[str], estimators: Sequence[str],
+def _estimates(smp: MixtureSample, spec: MixtureSpec, kernels: Sequence[str], estimators: Sequence[str],
                bin_size: float, alpha: float, perms: Sequence[np.ndarray] = ()) -> list[dict[str, Any]]:
     """Every estimate of one sample set through the estimator registry, with the mean I(Y;M)
     over the label permutations ``perms`` (``baseline``)."""
-    from .estimators import bin_codes
-    from .estimators._util import as_dist
-    from .estimators.base import LabelGroup, Labels
-    from .estimators.registry import prepare, setting_of
-    from .estimators.widths import expand_widths, kernel_var
-
     d32 = as_dist(smp.dist.astype(np.float32))  # what a run stores, as the table reads it
     n = d32.shape[0]
     y = Labels.of(smp.labels, n)
@@ -260,16 +257,16 @@ def _estimates(smp: MixtureSample, spec: MixtureSpec, widths: Sequence[str], est
         return float(np.mean(p.i_ym_many(shuffled))) if shuffled is not None else math.nan
 
     rows: list[dict[str, Any]] = []
-    for w in expand_widths(list(widths), []):
-        s2 = kernel_var(w, d32)
+    for w in parse_kernels(kernels):
+        kernel_var = w.kernel_var(d32)
         for est in estimators:
             if est in ("kde_upper", "kde_lower", "renyi"):
-                p = prepare(est, dist=d32, kernel_var=s2, dim=spec.dim, alpha=alpha, checked=True)
-                rows.append({"estimator": est, "setting": setting_of(est, width=w, alpha=alpha), "s2": s2,
+                p = prepare(est, dist=d32, kernel_var=kernel_var, dim=spec.dim, alpha=alpha, checked=True)
+                rows.append({"estimator": est, "setting": setting_of(est, kernel=w, alpha=alpha), "kernel_var": kernel_var,
                              "I_XM": p.i_xm, "I_YM": p.i_ym(y), "baseline": baseline(p)})
     if "bin" in estimators and smp.acts is not None:
         p = prepare("bin", codes=bin_codes(smp.acts, bin_size=bin_size))
-        rows.append({"estimator": "bin", "setting": setting_of("bin", bin_size=bin_size), "s2": math.nan,
+        rows.append({"estimator": "bin", "setting": setting_of("bin", bin_size=bin_size), "kernel_var": math.nan,
                      "I_XM": p.i_xm, "I_YM": p.i_ym(y), "baseline": baseline(p)})
     return rows
 
@@ -277,7 +274,7 @@ def _estimates(smp: MixtureSample, spec: MixtureSpec, widths: Sequence[str], est
 def benchmark(
     specs: Sequence[MixtureSpec],
     *,
-    widths: Sequence[str] = DEFAULT_WIDTHS,
+    kernels: Sequence[str] = BENCHMARK_KERNELS,
     estimators: Sequence[str] = ("kde_upper", "kde_lower", "renyi", "bin"),
     repeats: int = 3,
     seed: int = 0,
@@ -292,7 +289,7 @@ def benchmark(
 ) -> pd.DataFrame:
     """Long table: per spec, sample draw, estimator, setting and quantity, the estimate and the
     truths ``truth_pop`` (the mixture's I(Y;M); +inf for I(X;M), a continuous layer),
-    ``truth_pop_noisy`` (I(.; M+Z) at the resolved s2) and ``truth_sample`` (the KDE's target on
+    ``truth_pop_noisy`` (I(.; M+Z) at the resolved kernel_var) and ``truth_sample`` (the KDE's target on
     this sample set), each with its error ``*_err`` (quadrature error or MC standard error); and
     ``baseline``: the mean I(Y;M) estimate over ``permutations`` label shufflings (what the
     estimator reports for labels unrelated to the activations; NaN for I(X;M))."""
@@ -317,17 +314,17 @@ def benchmark(
             prng = np.random.default_rng(np.random.SeedSequence([int(seed), si, r, 1]))
             # prng.permutation(labels) == labels[prng.permutation(n)]: the same shuffles as ever
             perms = [prng.permutation(spec.n) for _ in range(int(permutations))]
-            for row in _estimates(smp, spec, widths, estimators, bin_size, renyi_alpha, perms):
-                s2 = row["s2"]
+            for row in _estimates(smp, spec, kernels, estimators, bin_size, renyi_alpha, perms):
+                kernel_var = row["kernel_var"]
                 kde = row["estimator"].startswith("kde")
-                if kde and s2 not in truths:
-                    truths[s2] = sample_truth(smp.dist, smp.labels, s2=s2, draws=truth_draws, rows=truth_rows,
+                if kde and kernel_var not in truths:
+                    truths[kernel_var] = sample_truth(smp.dist, smp.labels, kernel_var=kernel_var, draws=truth_draws, rows=truth_rows,
                                               seed=int(seed) + 7919 * r + si)
                 for q in ("I_XM", "I_YM"):
                     if not math.isfinite(row[q]):
                         continue
                     rec = {**asdict(spec), "repeat": r, "estimator": row["estimator"], "setting": row["setting"],
-                           "s2": s2, "quantity": q, "estimate": row[q], "log2n": math.log2(spec.n), "h_y": h_y,
+                           "kernel_var": kernel_var, "quantity": q, "estimate": row[q], "log2n": math.log2(spec.n), "h_y": h_y,
                            "ceiling": math.log2(spec.n) if q == "I_XM" else h_y,
                            "baseline": row["baseline"] if q == "I_YM" else math.nan}
                     if q == "I_YM":
@@ -336,13 +333,13 @@ def benchmark(
                         rec["truth_pop"], rec["truth_pop_err"] = math.inf, 0.0
                     if kde:
                         if q == "I_YM":
-                            v, e = pop(spec.k, spec.snr * spec.sigma2 / (spec.sigma2 + s2))
+                            v, e = pop(spec.k, spec.snr * spec.sigma2 / (spec.sigma2 + kernel_var))
                         else:
-                            iy_n, e = pop(spec.k, spec.snr * spec.sigma2 / (spec.sigma2 + s2))
-                            v = 0.5 * spec.dim * math.log2(1.0 + spec.sigma2 / s2) + iy_n
+                            iy_n, e = pop(spec.k, spec.snr * spec.sigma2 / (spec.sigma2 + kernel_var))
+                            v = 0.5 * spec.dim * math.log2(1.0 + spec.sigma2 / kernel_var) + iy_n
                         rec["truth_pop_noisy"], rec["truth_pop_noisy_err"] = v, e
-                        rec["truth_sample"] = truths[s2][q]
-                        rec["truth_sample_err"] = truths[s2][q + "_se"]
+                        rec["truth_sample"] = truths[kernel_var][q]
+                        rec["truth_sample_err"] = truths[kernel_var][q + "_se"]
                     else:
                         rec["truth_pop_noisy"] = rec["truth_pop_noisy_err"] = math.nan
                         rec["truth_sample"] = rec["truth_sample_err"] = math.nan

@@ -122,12 +122,13 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
+from ..config import MODEL_SKIPS
 from ..errors import InfoflowError, RunError
-from ..estimators.table import Selection
-from ..estimators.table import select as _select
-from ..models.unet import MODEL_SKIPS, UNET_LAYOUT, layout_from_config
+from ..models.unet import UNET_LAYOUT, layout_from_config
 from ..network import NetworkLayout
 from ..runs import RunDir
+from .selections import Selection
+from .selections import select as _select
 
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
 STATUSES = (PASS, FAIL, UNDECIDED)
@@ -791,12 +792,6 @@ def prediction(pred: pd.DataFrame, removed: Iterable[Pair]) -> tuple[float, bool
     return float(sub["epoch"].max()), bool(sub["at_ceiling"].any()), ""
 
 
-def predicted_epoch(pred: pd.DataFrame, removed: Iterable[Pair]) -> tuple[float, bool]:
-    """(epoch, rests on an at-ceiling estimate) of :func:`prediction`."""
-    e, ceiling, _ = prediction(pred, removed)
-    return e, ceiling
-
-
 def smooth_dice(metrics: pd.DataFrame, window: int = 5, column: str = "dice_val") -> pd.Series:
     """Running maximum of the trailing ``window``-epoch mean of ``column``, indexed by epoch."""
     s = metrics.sort_values("epoch").set_index("epoch")[column].astype(float)
@@ -1188,7 +1183,7 @@ def claims_markdown(claims: pd.DataFrame, extras: Mapping[str, Mapping[str, pd.D
             lines.append("")
     lines += ["## Thresholds", ""]
     lines += [f"- `{f.name}` = {getattr(th, f.name)!r}" for f in fields(th)]
-    lines += ["", "See `infoflow.experiments.claims` (module docstring) and docs/reproduce.md for what each "
+    lines += ["", "See `infoflow.analysis.claims` (module docstring) and docs/reproduce.md for what each "
               "threshold means.", ""]
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """Do the paper's conclusions survive a change of kernel width?
 
-The claim checks (``infoflow.experiments.claims``, or any callable) are run once per kernel-width
+The claim checks (``infoflow.analysis.claims``, or any callable) are run once per kernel-width
 setting on the rows of that setting only, and the verdicts are collected into a table:
 
 * :func:`claims_by_setting` -- ``mi`` table + ``evaluate`` callable -> one row per (claim, setting)
@@ -20,6 +20,7 @@ MI table (claim 4 also needs the Dice curves of Models 1-4) are passed in with a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -27,8 +28,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InfoflowError
-from .estimators.widths import width_of_setting
+from ..errors import InfoflowError
+from ..estimators.registry import kernel_of_setting, renyi_setting
+from ..estimators.widths import parse_kernels
+from ..runs import RunDir
+from ..tracking import reestimate
+from .claims import evaluate_claims, group_by_model
 
 __all__ = [
     "ROBUSTNESS_COLUMNS",
@@ -37,12 +42,12 @@ __all__ = [
     "robustness_table",
     "default_evaluator",
     "claims_evaluator",
-    "DEFAULT_ROBUSTNESS_WIDTHS",
+    "DEFAULT_ROBUSTNESS_KERNELS",
 ]
 
-ROBUSTNESS_COLUMNS = ("claim", "estimator", "setting", "width_kind", "width_value", "holds", "detail")
-DEFAULT_ROBUSTNESS_WIDTHS = ("fixed:0.05", "fixed:0.2", "fixed:1.0", "fixed:5.0", "fixed:20.0", "fixed:100.0",
-                             "rel:0.01", "rel:0.03", "rel:0.1", "rel:0.3", "rel:1.0", "silverman")
+ROBUSTNESS_COLUMNS = ("claim", "estimator", "setting", "kernel_kind", "kernel_param", "holds", "detail")
+DEFAULT_ROBUSTNESS_KERNELS = ("fixed:0.05", "fixed:0.2", "fixed:1.0", "fixed:5.0", "fixed:20.0", "fixed:100.0",
+                              "rel:0.01", "rel:0.03", "rel:0.1", "rel:0.3", "rel:1.0", "silverman:1.0")
 _KIND_WORDS = {"fixed": "fixed variance", "rel": "relative width", "silverman": "Silverman x"}
 _UNDECIDED_WORDS = ("undecided", "inconclusive", "none", "nan", "")  # "inconclusive": claims.csv before the rename
 _HOLD_KEYS = ("holds", "passed", "pass", "ok", "result", "verdict", "supported", "status")
@@ -132,16 +137,16 @@ def claims_by_setting(mi: pd.DataFrame, evaluate: Callable[[pd.DataFrame], Any],
     out: list[dict[str, Any]] = []
     for st in todo:
         sub = rows[rows["setting"].astype(str) == st].reset_index(drop=True)
-        w = width_of_setting(st)
-        kind = w.kind if w is not None else "other"
-        value = w.factor if w is not None else math.nan
+        kern = kernel_of_setting(st)
+        kind = kern.kind if kern is not None else "other"
+        value = kern.param if kern is not None else math.nan
         try:
             verdicts = _results(evaluate(sub))
         except Exception as exc:  # a check that cannot run on this setting is "undecided", not a crash
             verdicts = [{"claim": "all", "holds": None, "detail": f"{type(exc).__name__}: {exc}"}]
         for v in verdicts:
-            out.append({"claim": v["claim"], "estimator": estimator, "setting": st, "width_kind": kind,
-                        "width_value": value, "holds": v["holds"], "detail": v["detail"]})
+            out.append({"claim": v["claim"], "estimator": estimator, "setting": st, "kernel_kind": kind,
+                        "kernel_param": value, "holds": v["holds"], "detail": v["detail"]})
     frame = pd.DataFrame(out, columns=list(ROBUSTNESS_COLUMNS))
     frame["holds"] = frame["holds"].astype(object)
     return frame
@@ -169,10 +174,10 @@ def summarize_robustness(table: pd.DataFrame) -> pd.DataFrame:
     for claim, g in table.groupby("claim", sort=False):
         parts: dict[str, list[str]] = {"holds": [], "fails": [], "undecided": []}
         for kind in ("fixed", "rel", "silverman", "other"):
-            k = g[g["width_kind"] == kind].sort_values("width_value")
+            k = g[g["kernel_kind"] == kind].sort_values("kernel_param")
             if k.empty:
                 continue
-            vals = [float(v) for v in k["width_value"]]
+            vals = [float(v) for v in k["kernel_param"]]
             verdicts = list(k["holds"])
             word = _KIND_WORDS.get(kind, kind)
             for label, test in (("holds", lambda x: x is True), ("fails", lambda x: x is False),
@@ -203,7 +208,7 @@ def summarize_robustness(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def default_evaluator() -> Callable[[pd.DataFrame], Any]:
-    """The claim checks of ``infoflow.experiments.claims`` as a callable on an MI table
+    """The claim checks of ``infoflow.analysis.claims`` as a callable on an MI table
     (claims 1-3; claim 4 needs the models' Dice curves: see :func:`claims_evaluator`)."""
     return claims_evaluator()
 
@@ -214,15 +219,9 @@ def claims_evaluator(runs: Sequence[Any] | None = None, **kwargs: Any) -> Callab
     ``runs``: the run directories of the models (Models 1-4, any seeds); their Dice curves and
     removed skips feed claim 4, while the MI table comes from the caller (one setting at a time).
     Without runs only claims 1-3 are decided (claim 4 is undecided)."""
-    try:
-        from .experiments.claims import evaluate_claims
-    except ImportError as exc:
-        raise InfoflowError("infoflow.experiments.claims is not available; pass an evaluate callable") from exc
     metrics = removed = None
     reference = "Model 1"
     if runs:
-        from .experiments.claims import group_by_model
-
         groups, removed = group_by_model(list(runs), kwargs.get("layout"))
         full = [lab for lab, rem in removed.items() if not rem]
         if full:
@@ -236,35 +235,26 @@ def claims_evaluator(runs: Sequence[Any] | None = None, **kwargs: Any) -> Callab
 
 
 def robustness_table(run: Any, evaluate: Callable[[pd.DataFrame], Any] | None = None, *,
-                     widths: Sequence[Any] | str = DEFAULT_ROBUSTNESS_WIDTHS, estimator: str = "kde_upper",
+                     kernels: Sequence[Any] | str = DEFAULT_ROBUSTNESS_KERNELS, estimator: str = "kde_upper",
                      mi: Any = None, epochs: Sequence[int] | None = None,
                      progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Re-estimate ``run`` under each width (KDE only) and check the claims under each.
+    """Re-estimate ``run`` under each kernel (KDE only) and check the claims under each.
 
     Returns ``(verdicts, summary, estimates)``: :func:`claims_by_setting`'s table, its
     :func:`summarize_robustness`, and the re-estimated MI table. ``run`` may also be an MI table
     that already holds the settings (then nothing is re-estimated).
     """
-    import dataclasses
-
-    from .estimators.widths import expand_widths
-
     fn = evaluate or default_evaluator()
     if isinstance(run, pd.DataFrame):
         table = run
         settings = None
     else:
-        from .runs import RunDir
-        from .tracking import reestimate
-
         rd = run if isinstance(run, RunDir) else RunDir.open(run)
         base = mi if mi is not None else rd.config().mi
-        ws = expand_widths(widths, list(base.noise_var))
+        ks = parse_kernels(kernels)
         est = ("kde",) if estimator.startswith("kde") else (estimator,)
-        cfg = dataclasses.replace(base, widths=tuple(w.spec() for w in ws), estimators=est)
+        cfg = dataclasses.replace(base, kernels=tuple(k.spec() for k in ks), estimators=est)
         table = reestimate(rd, cfg, epochs=epochs, progress=progress)
-        from .estimators.table import renyi_setting
-
-        settings = [w.key() if estimator != "renyi" else renyi_setting(cfg.renyi_alpha, w) for w in ws]
+        settings = [k.spec() if estimator != "renyi" else renyi_setting(k, cfg.renyi_alpha) for k in ks]
     verdicts = claims_by_setting(table, fn, estimator=estimator, settings=settings)
     return verdicts, summarize_robustness(verdicts), table
