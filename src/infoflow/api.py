@@ -39,7 +39,7 @@ from .runs import RunDir, run_lock
 from .tracking import PROBE_KEYS, LoggedEpochs, MITracker, ProbeSet, Schedule, in_code_schedule, probe_arrays, \
     schedule_predicate
 
-#: Metric names added as infoflow's columns when a loop logs them under a common other name.
+#: Common other names of infoflow's metric columns; the Lightning callback writes them under infoflow's.
 METRIC_ALIASES: dict[str, tuple[str, ...]] = {
     "loss_train": ("train_loss_epoch", "train_loss", "loss_epoch", "loss"),
     "dice_train": ("train_dice_epoch", "train_dice"),

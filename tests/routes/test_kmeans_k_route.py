@@ -95,3 +95,12 @@ def test_kmeans_on_duplicate_masks_gives_no_sklearn_warning() -> None:
         labels = kmeans_labels(masks, masks, k=4)
     assert [w for w in got if "Converg" in w.category.__name__] == []
     assert len(np.unique(labels[:5])) == 1 and len(np.unique(labels[5:])) == 1 and labels[0] != labels[5]
+
+
+def test_estimate_refuses_k_above_the_probe_size(run, capsys) -> None:
+    n = len(run.load_probe())
+    before = sorted(p.name for p in run.estimate_tables())
+    assert main(["estimate", str(run.path), "--k", str(n + 1), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"mi.kmeans_k = {n + 1}" in err and f"probe set size ({n})" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in run.estimate_tables()) == before

@@ -147,8 +147,6 @@ class ProbeSet:
                               f"but {len(fit_b)} binary ones")
         if y_den is None:
             y_den = 1 if all(np.isin(a, (0.0, 1.0)).all() for a in (y, fit_y)) else 0
-        if labelings is None and "kmeans" in mi.labels:
-            check_kmeans_k(int(mi.kmeans_k), n_probe=n, n_fit=len(fit_y))
         record = ProbeRecord(
             ids=[str(i) for i in ids], masks=np.asarray(masks, dtype=np.float32), y_masks=y, fit_y_masks=fit_y,
             fit_masks=fit_b, labelings={}, split=None if split is None else np.asarray(split).astype(str),
@@ -207,7 +205,7 @@ def check_kmeans_k(k: int, *, n_probe: int, n_fit: int) -> None:
         warnings.warn(ClassesWarning(
             f"mi.kmeans_k = {k} classes for {n_probe} probe samples ({n_probe / k:.1f} per class, fewer than "
             f"{MIN_SAMPLES_PER_CLASS}): H(Y) nears log2 N and I(Y;M) nears I(X;M); a K of at most "
-            f"{max(1, n_probe // MIN_SAMPLES_PER_CLASS)} keeps classes of several samples"), stacklevel=3)
+            f"{max(1, n_probe // MIN_SAMPLES_PER_CLASS)} keeps classes of several samples"), stacklevel=2)
 
 
 def make_labelings(record: ProbeRecord, mi: MIConfig) -> dict[str, np.ndarray]:
@@ -223,6 +221,7 @@ def make_labelings(record: ProbeRecord, mi: MIConfig) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in mi.labels:
         if name == "kmeans":
+            check_kmeans_k(int(mi.kmeans_k), n_probe=len(y), n_fit=len(fit))
             out[name] = kmeans_labels(fit, y, k=mi.kmeans_k, seed=mi.kmeans_seed)
         elif name == "coarse":
             out[name] = coarsen_labels(y, grid=mi.coarse_grid, threshold=mi.coarse_threshold)
