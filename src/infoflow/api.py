@@ -38,9 +38,10 @@ from .estimators.widths import SCALE_AWARE_KERNEL
 from .models.unet import UNet
 from .network import Merge, Network, describe_network, model_device
 from .runs import RunDir, run_lock
-from .tracking import LoggedEpochs, MITracker, ProbeSet, Schedule, in_code_schedule, schedule_predicate
+from .tracking import PROBE_KEYS, LoggedEpochs, MITracker, ProbeSet, Schedule, in_code_schedule, probe_arrays, \
+    schedule_predicate
 
-#: Metric names added as infoflow's columns when a loop logs them under a common other name.
+#: Common other names of infoflow's metric columns; the Lightning callback writes them under infoflow's.
 METRIC_ALIASES: dict[str, tuple[str, ...]] = {
     "loss_train": ("train_loss_epoch", "train_loss", "loss_epoch", "loss"),
     "dice_train": ("train_dice_epoch", "train_dice"),
@@ -87,8 +88,13 @@ class Tracker:
 
     Args:
         model: any ``nn.Module`` taking one batch of probe images.
-        probe_images: (N, C, ...) float images whose activations enter the estimates.
-        probe_masks: (N, 1, S, S) 0/1 masks of those images (the output classes Y come from them).
+        probe_images: the probe set, whose activations enter the estimates: (N, C, ...) float
+            images (numpy or torch), or a torch ``Dataset`` of ``(image, mask)`` or dict samples,
+            a ``DataLoader`` (not shuffling) of such batches, or a dict batch ``{"image": ...,
+            "label": ...}`` (MONAI's form; ``probe_keys`` names other keys) or a list of them --
+            read once, in order (:func:`infoflow.tracking.probe_arrays`).
+        probe_masks: (N, 1, S, S) 0/1 masks of the images (the output classes Y come from them)
+            when ``probe_images`` are arrays; None otherwise.
         out: the run directory to create.
         fit_masks: masks K-means is fitted on (the training split's); None: ``probe_masks``.
         mi: estimator settings (``MIConfig``; kmeans_k must not exceed the number of fit masks).
@@ -121,9 +127,10 @@ class Tracker:
         self,
         model: nn.Module,
         probe_images: Any,
-        probe_masks: Any,
-        out: str | Path,
+        probe_masks: Any = None,
+        out: str | Path | None = None,
         *,
+        probe_keys: Sequence[str] = PROBE_KEYS,
         fit_masks: Any = None,
         mi: MIConfig | None = None,
         extra_kernels: Sequence[str] | None = None,
@@ -154,10 +161,9 @@ class Tracker:
             extra_kernels = () if isinstance(model, UNet) else (SCALE_AWARE_KERNEL,)
         if extra_kernels:
             self.mi = dataclasses.replace(self.mi, kernels=tuple(self.mi.kernels) + tuple(extra_kernels))
-        images = _array(probe_images, "probe_images")
-        masks = _array(probe_masks, "probe_masks")
-        if len(images) != len(masks):
-            raise ConfigError(f"probe_images has {len(images)} samples but probe_masks has {len(masks)}")
+        if out is None:
+            raise ConfigError("Tracker needs out=: the run directory to create")
+        images, masks = probe_arrays(probe_images, probe_masks, keys=probe_keys)
         if len(images) < 2:
             raise ConfigError(f"the probe set has {len(images)} samples; MI needs at least 2")
         fit = masks if fit_masks is None else _array(fit_masks, "fit_masks")
@@ -315,6 +321,23 @@ class Tracker:
         return self.run.read_mi()
 
 
+def mi_scalars(table: pd.DataFrame, *, estimator: str | None = None, setting: str | None = None,
+               labels: str | None = None, prefix: str = "infoflow/") -> dict[str, float]:
+    """I(X;M) and I(Y;M) of every probe layer in ``table`` (one logged epoch's estimates) for one
+    selection (default ``kde_upper``, its first setting, ``kmeans``), as scalars named
+    ``<prefix>I_XM/<ii>_<layer name>`` and ``<prefix>I_YM/<ii>_<layer name>`` for a logger."""
+    from .estimators.table import NO_LABELS, select
+
+    if table is None or table.empty:
+        return {}
+    sel = select(table, estimator, setting, labels)
+    rows = table[(table["estimator"] == sel.estimator) & (table["setting"].astype(str) == sel.setting)
+                 & (((table["quantity"] == "I_XM") & (table["labels"].astype(str) == NO_LABELS))
+                    | ((table["quantity"] == "I_YM") & (table["labels"].astype(str) == sel.labels)))]
+    return {f"{prefix}{r.quantity}/{int(r.layer):02d}_{r.name}": float(r.value)
+            for r in rows.itertuples(index=False) if r.value == r.value}
+
+
 def _epoch(epoch: Any) -> int:
     try:
         e = int(epoch)
@@ -325,4 +348,4 @@ def _epoch(epoch: Any) -> int:
     return e
 
 
-__all__ = ["METRIC_ALIASES", "Tracker", "in_code_schedule", "schedule_predicate"]
+__all__ = ["METRIC_ALIASES", "Tracker", "in_code_schedule", "mi_scalars", "schedule_predicate"]

@@ -160,6 +160,9 @@ def check_table(frame: pd.DataFrame, path: Path, *, columns: tuple[str, ...], nu
                            "with `infoflow estimate RUN --out RUN/mi.csv`")
 
 
+_SIBLING = re.compile(r"\.[A-Za-z][A-Za-z-]*\.csv$")
+
+
 def sibling_path(table: str | os.PathLike[str], kind: str) -> Path:
     """The table beside an estimates file: ``mi-x.csv`` -> ``mi-x.<kind>.csv``."""
     table = Path(table)
@@ -454,9 +457,10 @@ class RunDir:
         with atomic_path(self.path / name) as tmp:
             frame.to_csv(tmp, index=False)
 
-    def _read_table(self, name: str) -> pd.DataFrame:
+    def _read_table(self, name: str | Path, spec: dict[str, Any] | None = None) -> pd.DataFrame:
         """A table of the run, checked: readable CSV, its columns, numbers where numbers belong,
-        whole epochs (:data:`TABLES`); an empty frame when the file does not exist yet."""
+        whole epochs (``spec``, default :data:`TABLES`'s); an empty frame when the file does not
+        exist yet."""
         p = self.path / name
         if not p.exists() or p.stat().st_size == 0:
             return pd.DataFrame()
@@ -464,7 +468,7 @@ class RunDir:
             frame = pd.read_csv(p)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
             raise RunDamaged(f"{p} is damaged: not a CSV table ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-        spec = TABLES.get(name)
+        spec = TABLES.get(str(name)) if spec is None else spec
         if spec is not None and not frame.empty:
             check_table(frame, p, **spec)
         return frame
@@ -670,13 +674,33 @@ class RunDir:
         if not self.estimates_dir.is_dir():
             return []
         files = [p for p in self.estimates_dir.glob("mi-*.csv") if p.is_file()]
-        files = [p for p in files if (p.name.count(".") == 1 if kind is None else p.name.endswith(f".{kind}.csv"))]
+        # a sibling is mi-<tag>.<kind>.csv with a word for kind; tags hold numbers such as 0.2
+        files = [p for p in files if (not _SIBLING.search(p.name) if kind is None else p.name.endswith(f".{kind}.csv"))]
         return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
     def newest_estimate(self, kind: str | None = None) -> Path | None:
         """The newest of :meth:`estimate_tables`, or None."""
         files = self.estimate_tables(kind)
         return files[-1] if files else None
+
+    def estimate_table(self, name: str | os.PathLike[str]) -> Path:
+        """The stored MI table ``name`` names: its tag (``estimates/mi-<tag>.csv``), its file
+        name in estimates/, or a path. RunError naming the stored tags when there is none."""
+        p = Path(name)
+        for cand in (self.estimates_path(str(name)), self.estimates_dir / p.name if p.name == str(name) else None,
+                     p if p.is_absolute() else None, self.path / p, p):
+            if cand is not None and cand.is_file():
+                return cand
+        tags = [t.name[3:-4] for t in self.estimate_tables()]
+        raise RunError(f"{self.path} has no estimate table {str(name)!r}: "
+                       + (f"its tags are {', '.join(tags)}" if tags else "it has none (write one with "
+                          "`infoflow estimate RUN ...`)"))
+
+    def read_estimates(self, path: str | os.PathLike[str]) -> pd.DataFrame:
+        """A stored estimate table (:meth:`estimate_table`), checked as mi.csv is."""
+        from .estimators.table import normalize_table
+
+        return normalize_table(self._read_table(self.estimate_table(path), TABLES[MI]))
 
     def write_table(self, path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
         """Write a table of this run (atomically): an estimates file or one of its siblings."""

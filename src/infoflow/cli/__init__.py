@@ -8,6 +8,7 @@ exit with status 2, without a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -36,7 +37,14 @@ def _register() -> None:
 _register()
 
 
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings'
+    """A warning shown as one line on stderr: ``warning: <message>``."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    saved = warnings.showwarning
+    warnings.showwarning = _one_line
     try:
         app(args=argv, standalone_mode=False)
     except InfoflowError as exc:
@@ -53,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
+    finally:
+        warnings.showwarning = saved
     return 0
 
 

@@ -51,8 +51,13 @@ def plot_command(
     run: Path = typer.Argument(..., help="run directory"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the figures (default RUN/figures)"),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="kde_upper (default), kde_lower, bin or renyi"),
-    setting: Optional[str] = typer.Option(None, "--setting", help="e.g. fixed:1.0, rel:0.1 or bin:0.2 (default: the first)"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="a setting as the MI table writes it, e.g. "
+                                          "fixed:1.0, rel:0.1 or bin:0.2 (default: the first); one that mi.csv lacks "
+                                          "is taken from the newest table of `infoflow estimate` holding it"),
     labels: Optional[str] = typer.Option(None, "--labels", help="output classes: kmeans (default) or coarse"),
+    estimates: Optional[str] = typer.Option(None, "--estimates", help="draw a stored table of `infoflow estimate`: "
+                                            "its tag (RUN/estimates/mi-<tag>.csv), file name or path "
+                                            "(default: RUN/mi.csv)"),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="U-Plot epochs, e.g. 1,10,100 (default: the paper code's)"),
     fmt: str = typer.Option("png,pdf", "--format", help="file formats, comma-separated"),
     dpi: int = typer.Option(150, "--dpi", help="PNG resolution"),
@@ -66,7 +71,7 @@ def plot_command(
     r = RunDir.open(run)
     with r.lock("plots"):
         paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
-                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only))
+                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only), estimates=estimates)
     folder = paths[0].parent if paths else (out or r.figures_dir)
     typer.echo(f"{len(paths)} figure files written to {folder}")
     for stem, why in skipped.items():
@@ -79,8 +84,11 @@ def report_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="HTML file (default RUN/report.html; several runs: report.html in their common folder)"),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="estimator of the figures (default kde_upper)"),
-    setting: Optional[str] = typer.Option(None, "--setting", help="its setting (default: the first)"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="its setting (default: the first); one that mi.csv "
+                                          "lacks is taken from the newest table of `infoflow estimate` holding it"),
     labels: Optional[str] = typer.Option(None, "--labels", help="output classes (default kmeans)"),
+    estimates: Optional[str] = typer.Option(None, "--estimates", help="the MI figures and tables from a stored table "
+                                            "of `infoflow estimate`: its tag, file name or path (default: RUN/mi.csv)"),
     title: Optional[str] = typer.Option(None, "--title", help="report title"),
     only: Optional[str] = typer.Option(None, "--only", help="only these figures of each run, e.g. dice,uplots"),
     uncertainty: Optional[list[Path]] = typer.Option(
@@ -107,7 +115,7 @@ def report_command(
         if quality:
             uncs = [u if u is not None else _ensure_quality(r) for r, u in zip(rs, uncs)]
         path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels,
-                            only=_only(only), uncertainty=uncs, robustness=robs)
+                            only=_only(only), uncertainty=uncs, robustness=robs, estimates=estimates)
     typer.echo(f"report written to {path}")
 
 

@@ -40,7 +40,12 @@ def reproduce_command(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds per model (default 1); figures and claims use "
                                                               "the median and a band across seeds"),
     models: Optional[str] = typer.Option(None, "--models", help="which of Models 1-4 (default 1,2,3,4)"),
-    address: Optional[str] = typer.Option(None, "--address", help="an existing Ray cluster (default: start a local one)"),
+    address: Optional[str] = typer.Option(None, "--address", help="an existing Ray cluster, host:port of its head "
+                                                                  "(default: start a local one)"),
+    ray_token_file: Optional[Path] = typer.Option(None, "--ray-token-file", help="--address: the file holding the "
+                                                  "cluster's token (`ray get-auth-token` on the head) when it uses "
+                                                  "token authentication (default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                                                  "or ~/.ray/auth_token)"),
     cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs of the local Ray instance (default: all cores)"),
     gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs each run asks Ray for "
                                                                             "(default: 1 for paper, 0 otherwise)"),
@@ -63,6 +68,15 @@ def reproduce_command(
                           "(../shared/data/dsb2018 from the repository), a zip, or 'synthetic'")
     if out is None:
         raise ConfigError("pass --out: the output folder of the reproduction")
+    if ray_token_file is not None:
+        if address is None or serial:
+            raise ConfigError("--ray-token-file is for a cluster given by --address")
+        if not ray_token_file.is_file() or not ray_token_file.read_text().strip():
+            raise ConfigError(f"--ray-token-file {ray_token_file}: no such file, or it is empty")
+        import os
+
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(ray_token_file.resolve())  # where Ray's token loader reads it
+        os.environ.pop("RAY_AUTH_TOKEN", None)  # which would win over the file
 
     res = reproduce(data, profile, out, seeds=seeds, models=_models(models), address=address,
                     sets=parse_set(sets), thresholds=parse_set(thresholds), num_cpus=cpus, gpus_per_run=gpus_per_run,

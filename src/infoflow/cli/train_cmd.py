@@ -63,14 +63,14 @@ def build_config(*, base: RunConfig | None = None, data: str | None = None, test
                  seed: int | None = None, device: str | None = None, mi: bool | None = None,
                  preset: str | None = None, kernel: str | None = None, bin_size: str | None = None,
                  probe: str | None = None, limit: int | None = None, name: str | None = None,
-                 sets: list[str] | None = None) -> RunConfig:
+                 k: int | None = None, sets: list[str] | None = None) -> RunConfig:
     cfg = base or RunConfig()
     o: dict[str, Any] = {}
     pairs = [("data.source", data), ("data.test_source", test_data), ("data.size", size), ("data.limit", limit),
              ("model.width", width), ("train.optimizer", optimizer), ("train.lr", lr),
              ("train.batch_size", batch), ("train.epochs", epochs), ("train.schedule", schedule),
              ("train.seed", seed), ("train.device", device), ("mi.enabled", mi), ("mi.probe", probe),
-             ("name", name)]
+             ("mi.kmeans_k", k), ("name", name)]
     for key, value in pairs:
         if value is not None:
             o[key] = value
@@ -112,6 +112,8 @@ def train_command(
     kernel: Optional[str] = typer.Option(None, "--kernel", help=KERNEL_HELP),
     bin_size: Optional[str] = typer.Option(None, "--bin-size", help="binning bin size(s), comma-separated"),
     probe: Optional[str] = typer.Option(None, "--probe", help="probe set: train, test or all"),
+    k: Optional[int] = typer.Option(None, "--k", help="K of the K-means output classes (mi.kmeans_k, default 64); "
+                                    "at most the probe set size, best a quarter of it or less"),
     config: Optional[Path] = typer.Option(None, "--config", help="a config.json to start from"),
     sets: list[str] = typer.Option([], "--set", help="any setting, e.g. --set train.momentum=0.9"),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="also log to TensorBoard in RUN/tensorboard"),
@@ -129,7 +131,7 @@ def train_command(
         given = {"--data": data, "--test-data": test_data, "--model": model, "--skips": skips, "--size": size,
                  "--width": width, "--optimizer": optimizer, "--lr": lr, "--batch": batch, "--schedule": schedule,
                  "--seed": seed, "--device": device, "--limit": limit, "--mi/--no-mi": mi, "--preset": preset,
-                 "--kernel": kernel, "--bin-size": bin_size, "--probe": probe, "--config": config,
+                 "--kernel": kernel, "--bin-size": bin_size, "--probe": probe, "--k": k, "--config": config,
                  "--set": sets or None, "--out": out}
         refused = [k for k, v in given.items() if v is not None]
         if refused:
@@ -150,7 +152,7 @@ def train_command(
     cfg = build_config(base=base, data=data, test_data=test_data, model=model, skips=skips, size=size, width=width,
                        optimizer=optimizer, lr=lr, batch=batch, epochs=epochs, schedule=schedule, seed=seed,
                        device=device, mi=mi, preset=preset, kernel=kernel, bin_size=bin_size, probe=probe,
-                       limit=limit, sets=sets)
+                       limit=limit, k=k, sets=sets)
     out = out or Path("runs") / cfg.name
     with _tb(tensorboard, out) as extra:
         run = train(cfg, out, progress=not quiet, **extra)

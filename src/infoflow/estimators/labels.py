@@ -18,6 +18,7 @@ Plus :func:`entropy_bits` (plug-in H(Y)) and :func:`class_counts`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,11 @@ import numpy as np
 from ..errors import InfoflowError
 from ._util import plugin_entropy_bits, to_numpy
 
-__all__ = ["coarsen_labels", "kmeans_labels", "entropy_bits", "class_counts"]
+__all__ = ["ClassesWarning", "coarsen_labels", "kmeans_labels", "entropy_bits", "class_counts"]
+
+
+class ClassesWarning(UserWarning):
+    """The output classes make a poor Y (e.g. K-means classes of one or two samples each)."""
 
 
 def _masks_nss(masks: Any) -> np.ndarray:
@@ -86,6 +91,7 @@ def kmeans_labels(fit_masks: Any, masks: Any, *, k: int = 64, seed: int = 0, n_i
         int64 ``(N,)`` cluster ids in ``[0, k)`` for ``masks``.
     """
     from sklearn.cluster import KMeans  # slow to import; here, so `infoflow --help` (which reaches this package) does not wait
+    from sklearn.exceptions import ConvergenceWarning
 
     fit = to_numpy(fit_masks)
     pred = to_numpy(masks)
@@ -97,7 +103,9 @@ def kmeans_labels(fit_masks: Any, masks: Any, *, k: int = 64, seed: int = 0, n_i
     if kk < 1 or kk > fit.shape[0]:
         raise InfoflowError(f"kmeans k must be between 1 and the number of fit masks ({fit.shape[0]}), got {k!r}")
     km = KMeans(n_clusters=kk, n_init=int(n_init), random_state=int(seed))
-    km.fit(fit)
+    with warnings.catch_warnings():  # identical masks give fewer distinct clusters than k: the classes say so
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km.fit(fit)
     return km.predict(pred).astype(np.int64)
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -245,8 +247,71 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("sweeps run on Ray: pip install 'infoflow[ray]' (or pass backend='serial')") from None
+        raise ConfigError("sweeps run on Ray, which is not installed: pip install 'infoflow[ray]', or pass --serial "
+                          "(backend='serial') to train the runs one after the other in this process") from None
     return ray
+
+
+#: Where Ray (2.52 and later) finds the token of a cluster started with token authentication.
+DEFAULT_RAY_TOKEN = Path("~/.ray/auth_token")
+
+
+def ray_auth_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What connecting to an existing Ray cluster adds to the environment: ``RAY_AUTH_MODE=token``
+    when the mode is not set and a token is at hand (``RAY_AUTH_TOKEN``, the file
+    ``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``). ``ray start --head`` turns token
+    authentication on by itself when it finds a token, but ``ray.init(address=...)`` never does;
+    a token sent to a cluster without authentication is ignored."""
+    env = os.environ if environ is None else environ
+    if env.get("RAY_AUTH_MODE") is not None:
+        return {}
+    home = Path(env["HOME"]) / ".ray" / "auth_token" if env.get("HOME") else DEFAULT_RAY_TOKEN.expanduser()
+    have = bool(env.get("RAY_AUTH_TOKEN")) or bool(env.get("RAY_AUTH_TOKEN_PATH")) or home.is_file()
+    return {"RAY_AUTH_MODE": "token"} if have else {}
+
+
+def connection_error(address: str, exc: BaseException, log: str = "") -> ConfigError:
+    """One line saying why ``ray.init(address=...)`` failed (``log``: what Ray printed meanwhile)."""
+    text = log + "\n" + "\n".join(f"{type(e).__name__}: {e}" for e in _chain(exc))
+    if re.search(r"InvalidAuthToken|Unauthenticated|AuthenticationError", text):
+        mode = os.environ.get("RAY_AUTH_MODE")
+        why = ("the token at hand does not match the cluster's" if mode == "token" else
+               f"no token is at hand (RAY_AUTH_MODE is {mode!r})" if mode else "no token is at hand")
+        return ConfigError(f"cannot connect to the Ray cluster at {address}: it uses token authentication and {why}; "
+                           "give the head's token (`ray get-auth-token` on the head) with --ray-token-file FILE, "
+                           "RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/reproduce.md)")
+    first = next((str(e).strip().splitlines()[0] for e in _chain(exc) if str(e).strip()), type(exc).__name__)
+    return ConfigError(f"cannot connect to the Ray cluster at {address}: {first} (is `ray start --head` running "
+                       "there, and is the address its GCS address host:port?)")
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Callable[[], str]]:
+    """Send file descriptor 2 (Ray's C++ logging writes there) to a temporary file meanwhile;
+    yields a function returning what was written."""
+    with tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+
+        def text() -> str:
+            f.seek(0)
+            return f.read().decode(errors="replace")
+
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def ray_processes(marker: str) -> list[int]:
@@ -309,14 +374,27 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     and removes the temp folder it made (``ifr-*`` under :func:`ray_temp_base`). Its processes
     carry a session id in their environment; a watcher process (:mod:`._reaper`) removes them and
     that folder when the driver is killed outright (SIGKILL), and each sweep's start removes the
-    folders and processes of earlier sweeps whose driver no longer runs."""
-    ray = _ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    folders and processes of earlier sweeps whose driver no longer runs. Connecting to a cluster
+    turns Ray's token authentication on when a token is at hand (:func:`ray_auth_env`), and a
+    failed connection is one line (:func:`connection_error`)."""
     env = dict(env or {})
     own_temp = None
     session = ""
     reaper = None
     saved: dict[str, str | None] = {}
+    if address is not None:  # Ray reads the authentication mode when it is imported
+        auth = ray_auth_env()
+        saved = {k: os.environ.get(k) for k in auth}
+        os.environ.update(auth)
+        if auth and "ray" in sys.modules:
+            with contextlib.suppress(Exception):  # imported before: its cached config reread (as Ray does)
+                sys.modules["ray"]._raylet.Config.initialize("")
+    try:
+        ray = _ray()
+    except ConfigError:
+        _restore_env(saved)
+        raise
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address is None:
         base = ray_temp_base()
         _reaper.remove_stale(base)
@@ -344,15 +422,18 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
                       runtime_env={"env_vars": env} if env else None)
     try:
         with _signals_end_the_sweep():
-            ray.init(**kwargs)
+            if address is None:
+                ray.init(**kwargs)
+            else:
+                with _stderr_captured() as log:
+                    try:
+                        ray.init(**kwargs)
+                    except Exception as exc:  # Ray's retries print a line a second: one line says why
+                        raise connection_error(address, exc, log()) from None
             yield {"ray": ray, "temp_dir": temp_dir, "local": address is None}
     finally:
         ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_env(saved)
         if address is None:
             time.sleep(0.2)
             _reaper.reap(session, own_temp)  # Ray's agents outlive shutdown() by up to a minute
@@ -361,6 +442,14 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
             if reaper is not None:
                 reaper.kill()
                 reaper.wait()
+
+
+def _restore_env(saved: Mapping[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 # ---------------------------------------------------------------------------------------------

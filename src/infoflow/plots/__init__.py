@@ -60,23 +60,31 @@ FIGURES: tuple[tuple[str, str], ...] = (
 
 def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: str | None = None,
                  labels: str | None = None, uplot_epochs: Sequence[int] | None = None,
-                 only: Sequence[str] | None = None) -> tuple[dict[str, Figure], dict[str, str]]:
+                 only: Sequence[str] | None = None,
+                 estimates: str | Path | None = None) -> tuple[dict[str, Figure], dict[str, str]]:
     """Draw every figure a run's stored results allow.
+
+    The MI figures draw the run's mi.csv, or the stored estimate table ``estimates`` names (its
+    tag, file name or path), or, when mi.csv lacks ``setting``, the newest stored table holding it
+    (:func:`~infoflow.plots._data.figure_table`); U-Plots keep the network's skip arcs either way.
 
     Returns ``(figures, skipped)``: ``{stem: Figure}`` in :data:`FIGURES` order and
     ``{stem: reason}`` for figures the run cannot give (no MI table, no predictions, ...).
     """
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     sel = {"estimator": estimator, "setting": setting, "labels": labels}
-    mi = run.read_mi()
+    mi, table = _data.figure_table(run, estimates=estimates, estimator=estimator, setting=setting)
     if not mi.empty:  # a selection the table cannot give is the caller's error, not a skipped figure
         select(mi, **sel)
         if uplot_epochs is not None:
             _data.uplot_epochs(mi["epoch"].unique(), uplot_epochs)
+    src: Any = run if table is None else mi  # a stored estimate table: drawn with the run's network and name
+    net = None if table is None else _data.network_of(run)
+    head = None if table is None else f"{_name(run)} ({table}): "
     makers: dict[str, Callable[[], Figure]] = {
-        "information_planes": lambda: information_planes(run, **sel),
-        "uplots": lambda: uplots(run, epochs=uplot_epochs, **sel),
-        "mi_vs_epoch": lambda: mi_vs_epoch(run, **sel),
+        "information_planes": lambda: information_planes(src, title=head, **sel),
+        "uplots": lambda: uplots(src, epochs=uplot_epochs, network=net, title=head, **sel),
+        "mi_vs_epoch": lambda: mi_vs_epoch(src, title=head, **sel),
         "layer_stats": lambda: layer_stats(run),
         "dice": lambda: dice_curves([run], title=f"{_name(run)}: Dice, training (solid), validation (dashed)"),
         "predictions": lambda: predicted_masks(run),
@@ -108,7 +116,7 @@ def plot_run(run: RunDir | str, out_dir: str | Path | None = None, *, formats: S
     """Write every figure of ``run`` into ``out_dir`` (default ``RUN/figures``) in ``formats``.
 
     Returns ``(paths written, {figure: why it was skipped})``. Keyword arguments go to
-    :func:`make_figures` (estimator, setting, labels, uplot_epochs, only).
+    :func:`make_figures` (estimator, setting, labels, uplot_epochs, only, estimates).
     """
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     out = Path(out_dir) if out_dir is not None else run.figures_dir

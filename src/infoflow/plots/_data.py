@@ -57,6 +57,46 @@ def mi_table(x: Source) -> pd.DataFrame:
     return frame
 
 
+def figure_table(run: RunDir, *, estimates: str | os.PathLike | None = None, estimator: str | None = None,
+                 setting: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """The MI table a run's figures draw, and its file name (None: the run's own mi.csv).
+
+    ``estimates`` names a stored estimate table (``infoflow estimate`` output: its tag, file name
+    or path, :meth:`~infoflow.runs.RunDir.estimate_table`). Otherwise mi.csv, unless it lacks
+    ``setting`` (compared as a string with the table's): then the newest stored table that holds
+    it. An error lists the settings each table has."""
+    if estimates is not None:
+        path = run.estimate_table(estimates)
+        return run.read_estimates(path), path.name
+    mi = run.read_mi()
+    if setting is None or _holds(mi, estimator, setting):
+        return mi, None
+    tables = run.estimate_tables()
+    for path in reversed(tables):
+        frame = run.read_estimates(path)
+        if _holds(frame, estimator, setting):
+            return frame, path.name
+    have = [f"mi.csv: {_settings(mi, estimator)}"] + [f"{p.name}: {_settings(run.read_estimates(p), estimator)}"
+                                                      for p in tables]
+    raise InfoflowError(f"{run.path}: no MI table holds {estimator or 'the default estimator'} with setting "
+                        f"{setting!r} ({'; '.join(have)})")
+
+
+def _holds(frame: pd.DataFrame, estimator: str | None, setting: str) -> bool:
+    try:
+        select(frame, estimator, setting)
+    except InfoflowError:
+        return False
+    return True
+
+
+def _settings(frame: pd.DataFrame, estimator: str | None) -> str:
+    if frame.empty:
+        return "no estimates"
+    rows = frame if estimator is None else frame[frame["estimator"].astype(str) == estimator]
+    return ", ".join(dict.fromkeys(rows["setting"].astype(str))) or f"no {estimator} rows"
+
+
 def first_run(source: Any) -> RunDir | None:
     for item in as_list(source):
         run = as_run(item) if not isinstance(item, pd.DataFrame) else None

@@ -98,14 +98,19 @@ def run_summary(run: RunDir) -> dict[str, Any]:
     if model.get("width") is not None:
         out["width w"] = model["width"]
     tr = cfg.get("train") or {}
-    out["optimizer"] = f"{tr.get('optimizer')} (lr {tr.get('lr')}, batch {tr.get('batch_size')}, seed {tr.get('seed')})"
+    if tr.get("optimizer"):  # runs of infoflow train (a user's own loop stores no optimizer)
+        out["optimizer"] = (f"{tr.get('optimizer')} (lr {tr.get('lr')}, batch {tr.get('batch_size')}, "
+                            f"seed {tr.get('seed')})")
     m = run.read_metrics()
-    if not m.empty:
+    if not m.empty and "epoch" in m:  # a user's loop or Lightning may log any subset of infoflow's columns
         last = m.iloc[-1]
-        out["epochs trained"] = f"{int(last['epoch'])} of {tr.get('epochs')}"
-        out["final Dice (train / val)"] = f"{last['dice_train']:.4f} / {last['dice_val']:.4f}"
-        best = m.loc[m["dice_val"].idxmax()]
-        out["best validation Dice"] = f"{best['dice_val']:.4f} at epoch {int(best['epoch'])}"
+        out["epochs trained"] = f"{int(last['epoch'])}" + (f" of {tr['epochs']}" if tr.get("epochs") else "")
+        dice = [f"{float(last[c]):.4f}" if c in m and pd.notna(last[c]) else "-" for c in ("dice_train", "dice_val")]
+        if dice != ["-", "-"]:
+            out["final Dice (train / val)"] = " / ".join(dice)
+        if "dice_val" in m and m["dice_val"].notna().any():
+            best = m.loc[m["dice_val"].idxmax()]
+            out["best validation Dice"] = f"{best['dice_val']:.4f} at epoch {int(best['epoch'])}"
         if "seconds" in m:
             out["training time"] = f"{m['seconds'].sum():.1f} s"
     mi = run.read_mi()
@@ -286,7 +291,13 @@ def _run_section(run: RunDir, k: int, prepared: Prepared | None, dpi: int, figur
     parts = [f'<section class="run" id="run-{k}"><h2>{_e(name)}</h2><p><code>{_e(run.path.resolve())}</code></p>']
     parts.append("<h3>Summary</h3>" + _kv_table(run_summary(run)))
     parts.append("<h3>Data</h3>" + _kv_table(data_facts(run)))
-    mi = run.read_mi()
+    from ..plots._data import figure_table
+
+    mi, table = figure_table(run, estimates=figure_kwargs.get("estimates"), estimator=figure_kwargs.get("estimator"),
+                             setting=figure_kwargs.get("setting"))
+    if table is not None:
+        parts.append(f'<p>MI figures, ceiling warnings and estimates from the stored estimate table '
+                     f"<code>estimates/{_e(table)}</code>.</p>")
     parts.append("<h3>Ceiling warnings</h3>")
     if mi.empty:
         parts.append('<p class="skip">No MI estimates in this run (trained without MI).</p>')

@@ -12,7 +12,7 @@ a logged epoch that ``infoflow train``, the Tracker API and the Lightning callba
 from .epochs import EpochCallback, LoggedEpochs
 from .grad_stats import KERNEL_MODULES, GradStats, layer_kernels
 from .mi import MITracker, default_layers, estimate_matrices, estimates_path, floor_notes, reestimate
-from .probe_set import ProbeSet, labelings_for, make_labelings
+from .probe_set import PROBE_KEYS, ProbeSet, labelings_for, make_labelings, probe_arrays
 from .schedule import (
     Schedule,
     code_schedule,
@@ -25,6 +25,6 @@ from .schedule import (
 
 __all__ = [
     "EpochCallback", "LoggedEpochs", "KERNEL_MODULES", "GradStats", "layer_kernels", "MITracker", "default_layers",
-    "estimate_matrices", "estimates_path", "floor_notes", "reestimate", "ProbeSet", "labelings_for", "make_labelings", "Schedule",
+    "estimate_matrices", "estimates_path", "floor_notes", "reestimate", "PROBE_KEYS", "ProbeSet", "probe_arrays", "labelings_for", "make_labelings", "Schedule",
     "code_schedule", "do_report", "in_code_schedule", "log_schedule", "logged_epochs", "schedule_predicate",
 ]  # fmt: skip

@@ -7,15 +7,99 @@ API and the Lightning callback; what a run stores of it is a :class:`~infoflow.r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..config import MIConfig
 from ..errors import ConfigError
 from ..estimators import coarsen_labels, kmeans_labels
+from ..estimators.labels import ClassesWarning
 from ..runs import ProbeRecord, RunDir
+
+
+#: Keys of the image and the mask in dict samples and batches (MONAI's dictionary transforms).
+PROBE_KEYS: tuple[str, str] = ("image", "label")
+
+
+def probe_arrays(data: Any, masks: Any = None, *, keys: Sequence[str] = PROBE_KEYS,
+                 what: str = "probe") -> tuple[np.ndarray, np.ndarray]:
+    """A probe set's ``(images, masks)`` as float32 arrays ``(N, C, ...)`` and ``(N, 1, ...)``,
+    read once, in order, from any of:
+
+    * arrays (numpy or torch) of images, with ``masks`` the arrays of their masks;
+    * a dict batch ``{"image": (N, C, ...), "label": (N, 1, ...)}`` (MONAI's dictionary form;
+      ``keys`` names other keys), or a list of such batches;
+    * a ``torch.utils.data.DataLoader`` (that does not shuffle) of ``(image, mask)`` batches or
+      dict batches;
+    * a ``torch.utils.data.Dataset`` of ``(image, mask)`` samples or dict samples.
+
+    Masks of shape ``(N, S, S)`` get their channel axis. ``masks`` is only for arrays."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+    ik, mk = keys
+
+    def pair(item: Any, where: str) -> tuple[Any, Any]:
+        if isinstance(item, Mapping):
+            missing = [k for k in (ik, mk) if k not in item]
+            if missing:
+                raise ConfigError(f"{what} {where} is a dict without the key(s) {', '.join(map(repr, missing))} "
+                                  f"(it has {', '.join(map(repr, list(item)[:8]))}); name the keys with probe_keys=")
+            return item[ik], item[mk]
+        if isinstance(item, (tuple, list)) and len(item) >= 2:
+            return item[0], item[1]
+        raise ConfigError(f"{what} {where} must be an (image, mask) pair or a dict with keys {ik!r} and {mk!r}, "
+                          f"got {type(item).__name__}")
+
+    def arr(x: Any, name: str) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().as_subclass(torch.Tensor).numpy()  # MONAI's MetaTensor: its plain values
+        return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+
+    given = masks is not None
+    if isinstance(data, (np.ndarray, torch.Tensor)) or (isinstance(data, (list, tuple)) and data
+                                                         and not isinstance(data[0], Mapping)):
+        if not given:
+            raise ConfigError(f"{what}_masks must be given with {what}_images arrays (or pass a Dataset, DataLoader "
+                              f"or dict batch holding both)")
+        images, out_masks = arr(data, f"{what}_images"), arr(masks, f"{what}_masks")
+    else:
+        if given:
+            raise ConfigError(f"{what}_masks must be None when {what}_images is a {type(data).__name__} (the masks "
+                              "come from it)")
+        if isinstance(data, Mapping):
+            batches = [pair(data, "batch")]
+        elif isinstance(data, (list, tuple)):
+            batches = [pair(b, f"batch {i}") for i, b in enumerate(data)]
+        elif isinstance(data, DataLoader):
+            if isinstance(data.sampler, RandomSampler):
+                raise ConfigError(f"the {what} DataLoader shuffles: pass one with shuffle=False (the probe set must "
+                                  "be the same samples in the same order at every logged epoch)")
+            batches = [pair(b, f"batch {i}") for i, b in enumerate(data)]
+        elif isinstance(data, Dataset) and hasattr(data, "__len__"):
+            samples = [pair(data[i], f"sample {i}") for i in range(len(data))]
+            batches = [(np.stack([arr(x, "image") for x, _ in samples]), np.stack([arr(y, "mask") for _, y in samples]))] \
+                if samples else []
+        else:
+            raise ConfigError(f"{what}_images must be arrays, a dict batch, a torch Dataset or a DataLoader; got "
+                              f"{type(data).__name__}")
+        if not batches:
+            raise ConfigError(f"the {what} set is empty")
+        images = np.concatenate([arr(x, "image") for x, _ in batches])
+        out_masks = np.concatenate([arr(y, "mask") for _, y in batches])
+        if out_masks.ndim == images.ndim - 1:  # (N, S, S) masks: add the channel axis
+            out_masks = out_masks[:, None]
+    if images.ndim < 3:
+        raise ConfigError(f"{what}_images must have shape (N, C, ...), got {images.shape}")
+    if out_masks.ndim < 3:
+        raise ConfigError(f"{what}_masks must have shape (N, 1, ...), got {out_masks.shape}")
+    if len(images) != len(out_masks):
+        raise ConfigError(f"{what}_images has {len(images)} samples but {what}_masks has {len(out_masks)}")
+    return images, out_masks
 
 
 @dataclass
@@ -63,9 +147,6 @@ class ProbeSet:
                               f"but {len(fit_b)} binary ones")
         if y_den is None:
             y_den = 1 if all(np.isin(a, (0.0, 1.0)).all() for a in (y, fit_y)) else 0
-        if labelings is None and "kmeans" in mi.labels and not 1 <= int(mi.kmeans_k) <= len(fit_y):
-            raise ConfigError(f"mi.kmeans_k = {mi.kmeans_k} must be between 1 and the number of masks K-means is "
-                              f"fitted on ({len(fit_y)})")
         record = ProbeRecord(
             ids=[str(i) for i in ids], masks=np.asarray(masks, dtype=np.float32), y_masks=y, fit_y_masks=fit_y,
             fit_masks=fit_b, labelings={}, split=None if split is None else np.asarray(split).astype(str),
@@ -107,6 +188,26 @@ class ProbeSet:
                          split=split, y_den=den, y_from="code" if graded else "binary")
 
 
+#: K-means classes hold on average fewer than this many probe samples: a warning (see check_kmeans_k).
+MIN_SAMPLES_PER_CLASS = 4
+
+
+def check_kmeans_k(k: int, *, n_probe: int, n_fit: int) -> None:
+    """Refuse K of K-means above the probe set size or the masks it is fitted on (ConfigError);
+    warn (:class:`~infoflow.estimators.labels.ClassesWarning`, one line) when the probe set has
+    fewer than :data:`MIN_SAMPLES_PER_CLASS` samples per class: classes of one or two samples make
+    H(Y) about log2 N and I(Y;M) about I(X;M), whatever the network does."""
+    if not 1 <= k <= min(n_probe, n_fit):
+        raise ConfigError(f"mi.kmeans_k = {k} must be between 1 and the number of masks K-means is fitted on "
+                          f"({n_fit}) and at most the probe set size ({n_probe}): lower it (--k, --set mi.kmeans_k=K) "
+                          "or use more probe samples")
+    if n_probe < MIN_SAMPLES_PER_CLASS * k:
+        warnings.warn(ClassesWarning(
+            f"mi.kmeans_k = {k} classes for {n_probe} probe samples ({n_probe / k:.1f} per class, fewer than "
+            f"{MIN_SAMPLES_PER_CLASS}): H(Y) nears log2 N and I(Y;M) nears I(X;M); a K of at most "
+            f"{max(1, n_probe // MIN_SAMPLES_PER_CLASS)} keeps classes of several samples"), stacklevel=2)
+
+
 def make_labelings(record: ProbeRecord, mi: MIConfig) -> dict[str, np.ndarray]:
     """Output classes Y of the probe set for each of ``mi.labels`` (methods.md section 4), made
     from the masks ``mi.y_from`` names: the graded masks (``"code"``; the binary masks where the
@@ -120,6 +221,7 @@ def make_labelings(record: ProbeRecord, mi: MIConfig) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in mi.labels:
         if name == "kmeans":
+            check_kmeans_k(int(mi.kmeans_k), n_probe=len(y), n_fit=len(fit))
             out[name] = kmeans_labels(fit, y, k=mi.kmeans_k, seed=mi.kmeans_seed)
         elif name == "coarse":
             out[name] = coarsen_labels(y, grid=mi.coarse_grid, threshold=mi.coarse_threshold)
