@@ -34,6 +34,8 @@ from torch import nn
 
 from .config import DataConfig, MIConfig
 from .errors import ConfigError, RunError
+from .analysis.selections import select
+from .estimators.table import NO_LABELS
 from .estimators.widths import SCALE_AWARE_KERNEL
 from .models.unet import UNet
 from .network import Merge, Network, describe_network, model_device
@@ -326,8 +328,6 @@ def mi_scalars(table: pd.DataFrame, *, estimator: str | None = None, setting: st
     """I(X;M) and I(Y;M) of every probe layer in ``table`` (one logged epoch's estimates) for one
     selection (default ``kde_upper``, its first setting, ``kmeans``), as scalars named
     ``<prefix>I_XM/<ii>_<layer name>`` and ``<prefix>I_YM/<ii>_<layer name>`` for a logger."""
-    from .estimators.table import NO_LABELS, select
-
     if table is None or table.empty:
         return {}
     sel = select(table, estimator, setting, labels)

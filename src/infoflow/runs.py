@@ -698,8 +698,6 @@ class RunDir:
 
     def read_estimates(self, path: str | os.PathLike[str]) -> pd.DataFrame:
         """A stored estimate table (:meth:`estimate_table`), checked as mi.csv is."""
-        from .estimators.table import normalize_table
-
         return normalize_table(self._read_table(self.estimate_table(path), TABLES[MI]))
 
     def write_table(self, path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:

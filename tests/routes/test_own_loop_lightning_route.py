@@ -135,7 +135,9 @@ def test_lightning_callback_one_naming_scheme_and_the_trainers_logger(dsb_tiny, 
     # the MI estimates reached the trainer's own logger, equal to the run's mi.csv
     logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv")
     mi = RunDir.open(out).read_mi()
-    up = mi[(mi["estimator"] == "kde_upper") & (mi["quantity"].isin(["I_XM", "I_YM"]))
+    first = mi.loc[mi["estimator"] == "kde_upper", "setting"].iloc[0]  # what goes to the logger: the first setting
+    assert set(mi["setting"]) >= {"fixed:0.2", "rel:0.1"}  # a network other than infoflow's U-Net: rel:0.1 added
+    up = mi[(mi["estimator"] == "kde_upper") & (mi["setting"] == first) & (mi["quantity"].isin(["I_XM", "I_YM"]))
             & (mi["labels"].isin(["none", "kmeans"]))]
     assert len(up) == 2 * 2 * mi["layer"].nunique()  # 2 epochs x (I_XM, I_YM) x layers
     for r in up.itertuples(index=False):
