@@ -50,7 +50,7 @@ def test_dice_curves_solid_training_dashed_validation_and_seed_bands(run, helper
     bands = [c.get_gid() for c in ax.collections if isinstance(c, PolyCollection)]
     assert sorted(bands) == ["band-Model 1-dice_train", "band-Model 1-dice_val"]  # only the group with 2 seeds
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "Dice coefficient"
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["Model 1 (median of 2)", "Model 3", "training", "validation"]
 
 
@@ -104,7 +104,7 @@ def test_make_figures_skips_what_a_run_lacks(run, tmp_path):
     (bare.path / "probe.npz").unlink()
     figs, skipped = make_figures(bare)
     assert sorted(figs) == ["dice", "layer_stats", "predictions"]
-    assert set(skipped) == {"information_planes", "uplots", "mi_vs_epoch", "classes_coarse", "classes_kmeans"}
+    assert set(skipped) == {"information_planes", "uplots", "kde_bounds", "mi_vs_epoch", "classes_coarse", "classes_kmeans"}
     assert "mi.csv" in skipped["uplots"] and "probe.npz" in skipped["classes_kmeans"]
 
 

@@ -57,6 +57,13 @@ def plot_command(
     fmt: str = typer.Option("png,pdf", "--format", help="file formats, comma-separated"),
     dpi: int = typer.Option(150, "--dpi", help="PNG resolution"),
     only: Optional[str] = typer.Option(None, "--only", help="only these figures, e.g. information_planes,uplots"),
+    style: str = typer.Option("tool", "--style",
+                              help="tool (titles, log epoch colours) or paper (no titles or frames, linear epoch "
+                                   "colours as the paper's Fig. 3)"),
+    epoch_scale: Optional[str] = typer.Option(None, "--epoch-scale",
+                                              help="epoch colour scale, log or linear (default: the style's)"),
+    paper_numbers: bool = typer.Option(False, "--paper-numbers",
+                                       help="number layers from 1 (1-23 as in the paper) instead of 0"),
 ) -> None:
     """Write every figure of a run (information planes, U-Plots, MI and Dice curves, masks) into RUN/figures."""
     from ..plots import plot_run
@@ -66,7 +73,9 @@ def plot_command(
     r = RunDir.open(run)
     with r.lock("plots"):
         paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
-                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only))
+                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only), style=style,
+                                  epoch_scale=epoch_scale, layer_base=1 if paper_numbers else 0,
+                                  progress=lambda line: typer.echo(line, err=True))
     folder = paths[0].parent if paths else (out or r.figures_dir)
     typer.echo(f"{len(paths)} figure files written to {folder}")
     for stem, why in skipped.items():

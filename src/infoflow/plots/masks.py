@@ -155,5 +155,8 @@ def class_examples(source: RunDir | str | Mapping[str, Any], labels: str = "kmea
         axes[r, 0].set_ylabel(f"class {code}\n(n={int(counts[k])})", fontsize=7)
         axes[r, 0].set_gid(f"class-{code}")
     name = {"kmeans": "K-means clusters", "coarse": "spatial coarsening"}.get(labels, labels)
-    fig.suptitle(title or f"{name}: {len(classes)} classes in the probe set, {rows} largest shown", fontsize=9)
+    single = int(np.sum(counts == 1))
+    alone = f"; {single} of them singletons (one mask each)" if single else ""
+    fig.suptitle(title or f"{name}: {len(classes)} classes in the probe set{alone}, {rows} most populous shown",
+                 fontsize=9)
     return fig

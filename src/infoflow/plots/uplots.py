@@ -102,9 +102,9 @@ def layer_axis(ax: Axes, layers: Sequence[int], *, bottom: float, top: float, yl
     top = top if top > 0 else 1.0
     ax.set_ylim(bottom, top / DATA_FRACTION)
     ax.set_xlim(min(layers) - 0.6, max(layers) + 0.6)
-    ax.set_xticks(list(layers))
+    ax.set_xticks(list(layers), [str(_style.layer_number(i)) for i in layers])
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("layer index i")
+    ax.set_xlabel("layer index i" + (" (numbered from 1, as in the paper)" if _style.layer_number(0) else ""))
     if ylabel:
         ax.set_ylabel(ylabel)
     if network is not None:
@@ -202,3 +202,56 @@ def uplots(source: Any, *, epochs: Sequence[int] | None = None, estimator: str |
 
 def _first(source: Any):
     return None if isinstance(source, pd.DataFrame) else _data.first_run(source)
+
+
+def kde_bounds(source: Any, *, epochs: Sequence[int] | None = None, setting: str | None = None,
+               labels: str | None = None, network: NetworkLayout | None = None, fig: Figure | None = None,
+               title: str | None = None) -> Figure:
+    """The KDE estimator's lower and upper bounds (``kde_lower`` and ``kde_upper`` rows of the
+    MI table, one kernel width) as a band against layer index, one band per selected epoch (as
+    :func:`uplot`'s epochs), I(X;M_i) left and I(Y;M_i) right; the upper bound is the line
+    (``gid="upper-<epoch>"``), the band reaches down to the lower bound (``gid="bounds-<epoch>"``)."""
+    mi = _data.mi_table(_data.as_list(source)[0])
+    upper = _data.select(mi, "kde_upper", setting, labels)
+    lower = _data.select(mi, "kde_lower", upper.setting, upper.labels)
+    hi, lo = _data.plane_table(mi, upper), _data.plane_table(mi, lower)
+    both = pd.merge(hi, lo[["epoch", "layer", "I_XM", "I_YM"]], on=["epoch", "layer"], suffixes=("", "_lower"))
+    net = _data.network_of(source, network)
+    chosen = _data.uplot_epochs(both["epoch"].unique(), epochs)
+    norm = _style.epoch_norm(both["epoch"].unique())
+    cmap = __import__("matplotlib").colormaps[_style.EPOCH_CMAP]
+    if fig is None:
+        fig = _style.new_figure(13.0, 4.4)
+    else:
+        _style.ensure_canvas(fig)
+    axes = fig.subplots(1, 2)
+    for ax, q in zip(axes, ("I_XM", "I_YM")):
+        top = 0.0
+        for e in chosen:
+            d = both[both["epoch"] == e].sort_values("layer")
+            color = cmap(norm(e))
+            ax.fill_between(d["layer"], d[f"{q}_lower"], d[q], color=color, alpha=0.3, lw=0, gid=f"bounds-{e}")
+            ax.plot(d["layer"], d[q], color=color, lw=1.2, marker="o", ms=2.5, label=f"epoch {e}", gid=f"upper-{e}")
+            ax.plot(d["layer"], d[f"{q}_lower"], color=color, lw=0.8, ls="--", gid=f"lower-{e}")
+            top = max(top, float(np.nanmax(d[q])) if len(d) else 0.0)
+        ceiling = float(np.nanmax(both["log2n"])) if q == "I_XM" else (
+            float(np.nanmax(both["h_y"])) if both["h_y"].notna().any() else np.nan)
+        if np.isfinite(ceiling):
+            draw_ceiling(ax, ceiling, "log2 N" if q == "I_XM" else "H(Y)")
+            top = max(top, ceiling)
+        bottom = min(0.0, float(np.nanmin(both[f"{q}_lower"])))
+        layer_axis(ax, sorted(both["layer"].unique()), bottom=bottom, top=top,
+                   ylabel=_style.QTY_LABEL[q].replace("M)", "M_i)"), network=net)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles, _ = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", lw=1.2, label="upper bound (kde_upper)"),
+                Line2D([], [], color="0.3", lw=0.8, ls="--", label="lower bound (kde_lower)"),
+                Patch(color="0.3", alpha=0.3, label="between the bounds")] + skip_legend_handles(net)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=7, frameon=False)
+    _style.epoch_colorbar(fig, norm, list(axes))
+    head = title or (f"{_data.run_name(r)}: " if (r := _first(source)) is not None else "")
+    fig.suptitle(f"{head}KDE bounds of MI ({upper.setting}, Y: {upper.labels}): lower to upper as a band",
+                 fontsize=10)
+    return fig
