@@ -399,7 +399,7 @@ def uncertainty_tables(
         raise RunError(f"{rd.path}: no stored matrices for epoch(s) {missing}; stored: {stored}")
     iterator: Any = todo
     if progress:
-        from rich.progress import track
+        from .progress import track
 
         iterator = track(todo, description="uncertainty")
     parts_u, parts_s = [], []

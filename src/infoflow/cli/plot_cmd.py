@@ -46,6 +46,11 @@ def _formats(text: str) -> tuple[str, ...]:
     return fmts
 
 
+def _progress_line(line: str) -> None:
+    """Progress of `plot` and `report` (one line per figure) on stderr, so stdout keeps the results."""
+    typer.echo(line, err=True)
+
+
 @app.command("plot")
 def plot_command(
     run: Path = typer.Argument(..., help="run directory"),
@@ -75,7 +80,7 @@ def plot_command(
         paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
                                   labels=labels, uplot_epochs=_epochs(epochs), only=_only(only), style=style,
                                   epoch_scale=epoch_scale, layer_base=1 if paper_numbers else 0,
-                                  progress=lambda line: typer.echo(line, err=True))
+                                  progress=_progress_line)
     folder = paths[0].parent if paths else (out or r.figures_dir)
     typer.echo(f"{len(paths)} figure files written to {folder}")
     for stem, why in skipped.items():
@@ -116,7 +121,7 @@ def report_command(
         if quality:
             uncs = [u if u is not None else _ensure_quality(r) for r, u in zip(rs, uncs)]
         path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels,
-                            only=_only(only), uncertainty=uncs, robustness=robs)
+                            only=_only(only), uncertainty=uncs, robustness=robs, progress=_progress_line)
     typer.echo(f"report written to {path}")
 
 
@@ -170,7 +175,7 @@ def finish_run(run: RunDir | str | Path, *, echo: bool = True) -> tuple[list[Pat
     from ..report import write_report
 
     r = run if isinstance(run, RunDir) else RunDir.open(run)
-    figs, skipped = make_figures(r)
+    figs, skipped = make_figures(r, progress=_progress_line if echo else None)
     r.figures_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for stem, fig in figs.items():
