@@ -100,3 +100,32 @@ def test_residual_unit_projection_dropped_and_block_output_probed():
     conv = describe_network(_unet(2), torch.rand(1, 3, 32, 32), after_addition=False)
     assert len(conv.layers) == 19 and len(conv.layout.skip_pairs) == 10
     assert sorted(j for j in conv.layout.joins) == ["add"] * 7 + ["cat"] * 3
+
+
+@pytest.mark.parametrize("case", ["unet_res2", "segresnet"])
+def test_residual_block_activation_is_the_sum(case):
+    """What the probe captures of a residual block is the block's output after its addition: the
+    residual block re-run on its own input gives it exactly (SegResNet adds in place, into its
+    conv's output: the capture is cloned after the addition)."""
+    from infoflow.probe.capture import capture
+
+    make = CASES[case][0]
+    torch.manual_seed(0)
+    model = make().eval()
+    net = describe_network(model, torch.rand(1, 3, 32, 32))
+    blocks = [la for la in net.layers if "after the addition" in la.taken]
+    assert blocks
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    inputs = {}
+    hooks = [la.module.register_forward_pre_hook(lambda m, a, name=la.name: inputs.setdefault(name, a[0].clone()))
+             for la in blocks]
+    try:
+        with torch.no_grad(), capture(model, net.pairs) as acts:
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for la in blocks:
+            again = la.module(inputs[la.name])
+            torch.testing.assert_close(acts[la.name][0], again, rtol=0, atol=0)
