@@ -130,3 +130,14 @@ def test_pdf_figures_embed_truetype_fonts(run, tmp_path):
         # Type 42: TrueType outlines embedded (CIDFontType2 with a FontFile2), never Type 3 bitmaps
         assert re.search(rb"/Subtype\s*/(CIDFontType2|TrueType)", data) and b"/FontFile2" in data
         assert not re.search(rb"/Subtype\s*/Type3", data)
+
+
+def test_plot_command_paper_style(run, tmp_path):
+    from infoflow.cli import main
+
+    out = tmp_path / "paper"
+    assert main(["plot", str(run.path), "--out", str(out), "--style", "paper", "--paper-numbers", "--epoch-scale",
+                 "log", "--only", "uplots", "--format", "pdf"]) == 0
+    assert re.search(rb"/FontFile2", (out / "uplots.pdf").read_bytes())
+    assert main(["plot", str(run.path), "--out", str(out), "--style", "journal"]) == 2
+    assert main(["plot", str(run.path), "--out", str(out), "--epoch-scale", "sqrt"]) == 2
