@@ -47,6 +47,6 @@ def test_training_progress_and_run_log(tmp_path, capsys):
     assert not re.search(r"epoch 2 logged", log)
     assert main(["plot", str(run.path), "--only", "uplots,dice", "--format", "png", "--dpi", "40"]) == 0
     err = capsys.readouterr().err
-    assert "figure 1/2: uplots" in err and "figure 2/2: dice" in err
+    assert "figures: 1/2 uplots" in err and "figures: 2/2 dice" in err
     assert main(["report", str(run.path), "--only", "dice"]) == 0
-    assert "figure 1/1: dice" in capsys.readouterr().err
+    assert "figures: 1/1 dice" in capsys.readouterr().err

@@ -70,7 +70,7 @@ def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: st
 
     Returns ``(figures, skipped)``: ``{stem: Figure}`` in :data:`FIGURES` order and
     ``{stem: reason}`` for figures the run cannot give (no MI table, no predictions, ...).
-    ``progress``: called with one line per figure as it is drawn ("figure 2/9: uplots").
+    ``progress``: called with one line per figure as it is drawn ("figures: 2/9 uplots").
     """
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     sel = {"estimator": estimator, "setting": setting, "labels": labels}
@@ -96,7 +96,7 @@ def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: st
     todo = [stem for stem, _ in FIGURES if only is None or stem in only]
     for k, stem in enumerate(todo):
         if progress is not None:
-            progress(f"figure {k + 1}/{len(todo)}: {stem}")
+            progress(f"figures: {k + 1}/{len(todo)} {stem}")
         try:
             figs[stem] = _style.finish(makers[stem]())
         except RunDamaged:  # a damaged file is an error, never a figure quietly left out
