@@ -91,6 +91,8 @@ def test_kde_bounds_band_between_lower_and_upper():
         np.testing.assert_allclose(lower.get_ydata(), rows[rows["estimator"] == "kde_lower"]["value"])
         assert {c.get_gid() for c in ax.collections} >= {"bounds-1", "bounds-3"}
     _legend_clear_of_data(fig)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["epoch 1", "epoch 3", "upper bound (kde_upper)", "lower bound (kde_lower)", "between the bounds"]
 
 
 def test_fig2_says_how_many_classes_are_singletons():

@@ -207,7 +207,7 @@ def class_examples(source: RunDir | str | Mapping[str, Any], labels: str = "kmea
         axes[r, 0].set_gid(f"class-{code}")
     name = {"kmeans": "K-means clusters", "coarse": "spatial coarsening"}.get(labels, labels)
     single = int(np.sum(counts == 1))
-    alone = f"; {single} of them singletons (one mask each)" if single else ""
-    fig.suptitle(title or f"{name}: {len(classes)} classes in the probe set{alone}, {rows} most populous shown",
+    alone = f"\n{single} of them singletons (one mask each)" if single else ""
+    fig.suptitle(title or f"{name}: {len(classes)} classes in the probe set,\n{rows} most populous shown{alone}",
                  fontsize=9)
     return fig

@@ -245,7 +245,8 @@ def kde_bounds(source: Any, *, epochs: Sequence[int] | None = None, setting: str
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles, _ = axes[0].get_legend_handles_labels()
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles = [h for h, t in zip(handles, labels) if t.startswith("epoch")]
     handles += [Line2D([], [], color="0.3", lw=1.2, label="upper bound (kde_upper)"),
                 Line2D([], [], color="0.3", lw=0.8, ls="--", label="lower bound (kde_lower)"),
                 Patch(color="0.3", alpha=0.3, label="between the bounds")] + skip_legend_handles(net)
