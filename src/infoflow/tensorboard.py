@@ -1,8 +1,11 @@
-"""TensorBoard logging of a run: Dice, loss, per-layer MI and an information-plane image.
+"""TensorBoard logging of a run: Dice and loss of every epoch, per-layer MI, the information plane
+and the U-Plots as images, and the run's hyperparameters.
 
 ``infoflow train --tensorboard`` passes ``TensorBoardLogger(run_dir).callback`` to
 :func:`infoflow.train.train`; the training loop calls it at every logged epoch *after* the
-epoch's metrics and MI estimates are stored, so the logger reads them from the run directory::
+epoch's metrics and MI estimates are stored, so the logger reads them from the run directory
+(the Dice and loss of the epochs between logged epochs too, and at :meth:`close` those after the
+last logged epoch)::
 
     from infoflow.tensorboard import TensorBoardLogger
     tb = TensorBoardLogger("runs/m1")
@@ -22,6 +25,33 @@ from .errors import ConfigError
 from .runs import RunDir
 
 
+#: (TensorBoard tag, metrics.csv column) of the per-epoch scalars.
+METRIC_TAGS: tuple[tuple[str, str], ...] = (("dice/train", "dice_train"), ("dice/val", "dice_val"),
+                                            ("loss/train", "loss_train"), ("loss/val", "loss_val"))
+
+
+def hparam_dict(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's config.json as TensorBoard hyperparameters: nested keys joined with dots
+    (``train.lr``), numbers, strings and booleans kept, lists and other values as text, the
+    network description and version entries left out."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, bool) or isinstance(value, (int, float, str)):
+            out[prefix] = value
+        elif value is not None:
+            out[prefix] = str(value)
+
+    for key, value in cfg.items():
+        if key in ("network", "versions", "infoflow_version", "torch_version"):
+            continue
+        walk(key, value)
+    return out
+
+
 class TensorBoardLogger:
     """Writes a run's numbers into TensorBoard at logged epochs.
 
@@ -34,14 +64,18 @@ class TensorBoardLogger:
             about a second).
         log_dir: event folder (default ``RUN/tensorboard``).
 
-    Scalars: ``dice/train``, ``dice/val``, ``loss/train``, ``loss/val``, ``I_XM/<ii>_<name>`` and
-    ``I_YM/<ii>_<name>`` per probe layer; image ``information_plane`` (the figure of
-    :func:`infoflow.plots.information_planes` with the epochs so far).
+    Scalars: ``dice/train``, ``dice/val``, ``loss/train``, ``loss/val`` at every epoch of
+    ``metrics.csv`` after ``since`` (default 0; a resumed run passes the epoch it resumes from),
+    ``I_XM/<ii>_<name>`` and ``I_YM/<ii>_<name>`` per probe layer at logged epochs; images
+    ``information_plane`` and ``u_plot`` (the figures of :func:`infoflow.plots.information_planes`
+    and :func:`infoflow.plots.uplots` with the epochs so far); the run's hyperparameters (every
+    setting of ``config.json``, in TensorBoard's HPARAMS tab, with the Dice and loss as metrics).
     """
 
     def __init__(self, run: RunDir | str | os.PathLike[str], *, estimator: str | None = None,
                  setting: str | None = None, labels: str | None = None, plane_every: int = 1,
-                 all_estimators: bool = False, log_dir: str | os.PathLike[str] | None = None) -> None:
+                 all_estimators: bool = False, log_dir: str | os.PathLike[str] | None = None,
+                 since: int = 0) -> None:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:  # fail before training, not after epoch 1
@@ -53,6 +87,8 @@ class TensorBoardLogger:
         self.all_estimators = bool(all_estimators)
         self._writer: Any = None
         self._calls = 0
+        self._metrics_done = int(since)  # Dice and loss are written for the epochs after this one
+        self._hparams_done = False
 
     @property
     def writer(self):  # noqa: ANN201 - SummaryWriter
@@ -76,21 +112,50 @@ class TensorBoardLogger:
     def log_epoch(self, epoch: int) -> None:
         self._calls += 1
         w = self.writer
-        metrics = self.run.read_metrics()
-        if not metrics.empty:
-            row = metrics[metrics["epoch"] == epoch]
-            if len(row):
-                r = row.iloc[-1]
-                for tag, col in (("dice/train", "dice_train"), ("dice/val", "dice_val"),
-                                 ("loss/train", "loss_train"), ("loss/val", "loss_val")):
-                    if col in r:
-                        w.add_scalar(tag, float(r[col]), epoch)
+        if not self._hparams_done:
+            self._log_hparams()
+        self._log_metrics(epoch)
         mi = self.run.read_mi()
         if not mi.empty and (mi["epoch"] == epoch).any():
             self._log_mi(mi, epoch)
             if (self._calls - 1) % self.plane_every == 0:
                 self._log_plane(mi[mi["epoch"] <= epoch], epoch)
         w.flush()
+
+    def _log_metrics(self, upto: int | None) -> None:
+        """Dice and loss of every epoch in metrics.csv after the last one written, up to ``upto``."""
+        metrics = self.run.read_metrics()
+        if metrics.empty:
+            return
+        rows = metrics[metrics["epoch"] > self._metrics_done]
+        if upto is not None:
+            rows = rows[rows["epoch"] <= upto]
+        if rows.empty:
+            return
+        for r in rows.sort_values("epoch").itertuples(index=False):
+            e = int(r.epoch)
+            for tag, col in METRIC_TAGS:
+                v = getattr(r, col, None)
+                if v is not None and v == v:  # present and not NaN
+                    self.writer.add_scalar(tag, float(v), e)
+            self._metrics_done = max(self._metrics_done, e)
+
+    def _log_hparams(self) -> None:
+        """The run's settings (config.json, flattened) as TensorBoard hyperparameters."""
+        from torch.utils.tensorboard.summary import hparams
+
+        self._hparams_done = True
+        try:
+            cfg = self.run.read_config()
+        except Exception:  # noqa: BLE001 - no config yet: no hyperparameters to show
+            return
+        params = hparam_dict(cfg)
+        if not params:
+            return
+        exp, ssi, sei = hparams(params, {tag: 0.0 for tag, _ in METRIC_TAGS})
+        fw = self.writer._get_file_writer()
+        for summary in (exp, ssi, sei):
+            fw.add_summary(summary)
 
     def _log_mi(self, mi, epoch: int) -> None:
         from .plots import select
@@ -117,8 +182,26 @@ class TensorBoardLogger:
         fig = information_planes(mi, estimator=self.estimator, setting=self.setting, labels=self.labels,
                                  title=f"epoch {epoch}: ")
         self.writer.add_figure("information_plane", fig, epoch, close=False)
+        self._log_uplot(mi, epoch)
+
+    def _log_uplot(self, mi, epoch: int) -> None:
+        from .models.unet import layout_from_config
+        from .plots import uplots
+
+        try:
+            network = layout_from_config(self.run.read_config())
+        except Exception:  # noqa: BLE001 - a U-Plot without skip arcs is still one
+            network = None
+        epochs = sorted(int(e) for e in mi["epoch"].unique())
+        shown = epochs if len(epochs) <= 8 else None  # the paper code's epochs once there are many
+        fig = uplots(mi, epochs=shown, estimator=self.estimator, setting=self.setting, labels=self.labels,
+                     network=network, title=f"epoch {epoch}: ")
+        self.writer.add_figure("u_plot", fig, epoch, close=False)
 
     def close(self) -> None:
+        """Write the Dice and loss of the epochs after the last logged one, then close the events."""
+        if self.run.path.is_dir():
+            self._log_metrics(None)
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()

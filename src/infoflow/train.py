@@ -8,20 +8,19 @@ exactly the metrics of an uninterrupted run (on the same machine and thread coun
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from .config import RunConfig
 from .data import load_splits
 from .errors import ConfigError
 from .models import build_model
+from .progress import progress_bar
 from .runs import RunDir, run_lock
 from .speed import StepRunner
 from .tracking import EpochCallback, LoggedEpochs, MITracker, ProbeSet, logged_epochs
@@ -125,13 +124,6 @@ def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-def _progress(enabled: bool) -> Progress | contextlib.nullcontext[None]:
-    if not enabled:
-        return contextlib.nullcontext(None)
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-
-
 def train(cfg: RunConfig | None, out: str | Path, *, resume: bool = False, epochs: int | None = None,
           progress: bool = True, callbacks: Sequence[EpochCallback] = (), mi: bool | None = None) -> RunDir:
     """Train ``cfg``'s model into run directory ``out`` (or resume it) and return the run.
@@ -226,8 +218,7 @@ def _train(run: RunDir, cfg: RunConfig, splits, probe: ProbeSet | None, *, devic
 
     n = len(x_train)
     runner = StepRunner(model, autocast=t.autocast, threads=t.num_threads)
-    with _progress(progress) as bar, body:
-        task = bar.add_task(cfg.name, total=t.epochs, completed=start, status="") if bar else None
+    with progress_bar(cfg.name, t.epochs, completed=start, enabled=progress) as step, body:
         for epoch in range(start + 1, t.epochs + 1):
             t0 = time.perf_counter()
             body.start(model, epoch)
@@ -257,8 +248,6 @@ def _train(run: RunDir, cfg: RunConfig, splits, probe: ProbeSet | None, *, devic
             body.end(model, epoch)
             if logged or epoch % max(t.checkpoint_every, 1) == 0 or epoch == t.epochs:
                 save_checkpoint(run, model, optimizer, epoch, cfg)
-            if bar is not None:
-                bar.update(task, advance=1, status=f"loss {row['loss_train']:.4f} dice {row['dice_train']:.3f} "
-                                                   f"val {val_dice:.3f}")
+            step(status=f"loss {row['loss_train']:.4f} dice {row['dice_train']:.3f} val {val_dice:.3f}")
     run.log(f"finished {t.epochs} epochs: metrics in {run.path / 'metrics.csv'}, checkpoint {run.checkpoint_path}")
     return run

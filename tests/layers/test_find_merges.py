@@ -76,13 +76,14 @@ def test_monai_unet_skip_connections():
     assert find_merges(net, None, layers)[0].method == "fx"
 
 
-def test_monai_unet_with_residual_units():
+def test_monai_unet_with_residual_units_conv_layers():
+    """after_addition=False keeps every conv (the projection convs too): each skip's own join kind,
+    a merge that both concatenates and adds tells its skips apart."""
     net = monai_nets.UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=(4, 8, 16), strides=(2, 2),
                           num_res_units=1)
-    layers = find_probe_layers(net)
+    layers = find_probe_layers(net, after_addition=False)
     idx = {n: i for i, (n, _) in enumerate(layers)}
     merges = find_merges(net, None, layers)
-    pairs = set(skip_pairs(merges))
     # the skips: the down ResidualUnit's conv stream into the up layer's transposed conv
     cat = set(_skip_connection_pairs(net, idx, down=".conv", up=".0"))
     assert cat == {(idx["model.0.conv"], idx["model.2.0"]), (idx["model.1.submodule.0.conv"], idx["model.1.submodule.2.0"])}
@@ -92,8 +93,10 @@ def test_monai_unet_with_residual_units():
                 (idx["model.1.submodule.1.submodule.residual"], idx["model.1.submodule.2.0"]),
                 (idx["model.1.submodule.2.0"], idx["model.2.0"]),
                 (idx["model.2.0"], idx["output"])}
-    assert pairs == cat | residual
+    assert set(skip_pairs(merges)) == cat | residual
     assert {m.op for m in merges} == {"add", "cat+add"}
+    joins = {(s, m.layer): m.pair_join(s) for m in merges for s in m.skips}
+    assert joins == {**{p: "cat" for p in cat}, **{p: "add" for p in residual}}
     assert skip_pairs(find_merges(net, None, layers, method="hooks")) == skip_pairs(merges)
 
 
@@ -126,13 +129,23 @@ class ResNetSeg(nn.Module):
 @pytest.mark.parametrize("method", ["fx", "hooks"])
 def test_residual_additions(method):
     net = ResNetSeg()
-    layers = find_probe_layers(net)
+    layers = find_probe_layers(net, after_addition=False)
     # 0 stem, 1 block1.act1, 2 block1.bn2, 3 block2.act1, 4 block2.bn2, 5 head, 6 output
     merges = find_merges(net, None, layers, method=method)
     # block1: bn2 (2) + its input (stem, 0) -> consumed by block2.conv1 (layer 3);
     # block2: bn2 (4) + its input (block1's sum, last probe layer 2) -> consumed by head (5)
     assert skip_pairs(merges) == ((0, 3), (2, 5))
     assert [(m.layer, m.main, m.op) for m in merges] == [(3, 2, "add"), (5, 4, "add")]
+
+
+def test_residual_blocks_probed_after_the_addition():
+    net = ResNetSeg()
+    layers = find_probe_layers(net)
+    # 0 stem, 1 block1.act1, 2 block1 (after bn2 + x and act2), 3 block2.act1, 4 block2, 5 head, 6 output
+    assert [n for n, _ in layers] == ["stem", "block1.act1", "block1", "block2.act1", "block2", "head", "output"]
+    merges = find_merges(net, None, layers)  # a block holds probe layers: fx cannot leave it a leaf
+    assert [(m.layer, m.sources, m.op, m.method) for m in merges] == [(2, (0, 1), "add", "hooks"),
+                                                                     (4, (2, 3), "add", "hooks")]
 
 
 def test_inplace_addition_into_the_output():

@@ -130,11 +130,14 @@ def test_monai_unet_layers():
 
 
 def test_residual_network_layers():
-    layers = describe_probe_layers(ResNetSeg())
+    layers = describe_probe_layers(ResNetSeg(), after_addition=False)
     assert [la.name for la in layers] == ["stem", "block1.act1", "block1.bn2", "block2.act1", "block2.bn2",
                                           "head", "output"]
     assert layers[2].source == "block1.conv2" and "BatchNorm2d" in layers[2].taken
     assert layers[-1].path == "" and layers[-1].module is not None  # functional sigmoid: the model itself
+    after = describe_probe_layers(ResNetSeg())  # each block's output after its addition (and act2)
+    assert [la.name for la in after] == ["stem", "block1.act1", "block1", "block2.act1", "block2", "head", "output"]
+    assert after[2].source == "block1.conv2" and "after the addition" in after[2].taken
 
 
 def test_shared_activation_is_not_hooked():

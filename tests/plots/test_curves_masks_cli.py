@@ -50,7 +50,7 @@ def test_dice_curves_solid_training_dashed_validation_and_seed_bands(run, helper
     bands = [c.get_gid() for c in ax.collections if isinstance(c, PolyCollection)]
     assert sorted(bands) == ["band-Model 1-dice_train", "band-Model 1-dice_val"]  # only the group with 2 seeds
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "Dice coefficient"
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["Model 1 (median of 2)", "Model 3", "training", "validation"]
 
 
@@ -73,10 +73,24 @@ def test_predicted_masks_reload_the_split_when_inputs_were_not_stored(run, tmp_p
     shutil.copytree(run.path, tmp_path / "old")
     old = RunDir(tmp_path / "old")
     (old.predictions_dir / "inputs.npz").unlink()
-    fig = predicted_masks({"M1": old, "again": run}, epochs=[4], n_images=1)
+    fig = predicted_masks({"M1": old, "again": run}, epochs=[4], n_images=1, models_as_rows=False)
     assert [ax.get_title() for ax in fig.axes] == ["input", "ground truth", "M1\nepoch 4", "again\nepoch 4"]
     test = load_splits(RunConfig.from_dict(old.read_config()).data, progress=False).test
     np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), test.masks[0, 0])
+
+
+def test_predicted_masks_models_as_rows_epochs_as_columns(run, helper, tmp_path):
+    """The paper's Fig. 6 layout: one row per model, one column per epoch (after input, truth)."""
+    runs = {"Model 1": run, "Model 3": helper.derived_run(run, tmp_path / "m3", model=3)}
+    fig = predicted_masks(runs, epochs=[1, 2, 4], n_images=2)
+    assert len(fig.axes) == 2 * 2 * (2 + 3)  # 2 images x 2 models x (input, truth, 3 epochs)
+    grid = [fig.axes[5 * r:5 * r + 5] for r in range(4)]
+    assert [ax.get_title() for ax in grid[0]] == ["input", "ground truth", "epoch 1", "epoch 2", "epoch 4"]
+    assert [row[2].get_ylabel() for row in grid] == ["Model 1", "Model 3", "Model 1", "Model 3"]
+    assert [ax.get_gid() for ax in grid[1][2:]] == ["pred-Model 3-1", "pred-Model 3-2", "pred-Model 3-4"]
+    assert not grid[1][0].axison and grid[2][0].images  # input and truth once per image
+    probs = run.load_predictions(2)
+    np.testing.assert_array_equal(grid[2][3].images[0].get_array(), (probs[1, 0] > 0.5).astype(np.float32))
 
 
 @pytest.mark.parametrize("labels", ["kmeans", "coarse"])
@@ -104,7 +118,7 @@ def test_make_figures_skips_what_a_run_lacks(run, tmp_path):
     (bare.path / "probe.npz").unlink()
     figs, skipped = make_figures(bare)
     assert sorted(figs) == ["dice", "layer_stats", "predictions"]
-    assert set(skipped) == {"information_planes", "uplots", "mi_vs_epoch", "classes_coarse", "classes_kmeans"}
+    assert set(skipped) == {"information_planes", "uplots", "kde_bounds", "mi_vs_epoch", "classes_coarse", "classes_kmeans"}
     assert "mi.csv" in skipped["uplots"] and "probe.npz" in skipped["classes_kmeans"]
 
 

@@ -38,7 +38,7 @@ def test_information_planes_one_panel_per_layer_and_colour_bar(run, helper):
     epochs = helper.epochs_of(run)
     lo, hi = cb.get_ylim()  # the colour bar spans exactly the logged epochs
     assert (lo, hi) == pytest.approx((min(epochs), max(epochs)))
-    assert cb.get_ylabel() == "epoch"
+    assert cb.get_ylabel() == "epoch (log colour scale)"
     bottom = [ax for ax in planes if ax.get_xlabel()]
     assert {ax.get_xlabel() for ax in bottom} == {"I(X;M) (bits)"} and len(bottom) == 5
     assert {ax.get_ylabel() for ax in planes if ax.get_ylabel()} == {"I(Y;M) (bits)"}

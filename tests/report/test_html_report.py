@@ -28,9 +28,9 @@ def _imgs(doc):
 
 def test_report_embeds_every_figure_as_png(report):
     imgs = _imgs(report)
-    assert len(imgs) == 8
+    assert len(imgs) == 9
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
-    for stem in ("information_planes", "uplots", "mi_vs_epoch", "layer_stats", "dice", "predictions",
+    for stem in ("information_planes", "uplots", "kde_bounds", "mi_vs_epoch", "layer_stats", "dice", "predictions",
                  "classes_coarse", "classes_kmeans"):
         assert f'id="fig-{stem}"' in report
     assert "http://" not in report and "https://" not in report.replace("https://arxiv", "")  # nothing fetched
@@ -120,10 +120,10 @@ def test_finish_run_writes_figures_and_report(run, tmp_path, capsys):
     r = RunDir(tmp_path / "r")
     paths, report = finish_run(r)
     out = capsys.readouterr().out
-    assert f"figures: {r.figures_dir} (8 figures, PNG and PDF)" in out and f"report:  {r.report_path}" in out
-    assert report == r.report_path and len(_imgs(report.read_text())) == 8
+    assert f"figures: {r.figures_dir} (9 figures, PNG and PDF)" in out and f"report:  {r.report_path}" in out
+    assert report == r.report_path and len(_imgs(report.read_text())) == 9
     assert sorted(p.name for p in paths) == sorted(p.name for p in r.figures_dir.iterdir())
-    stems = ["information_planes", "uplots", "mi_vs_epoch", "layer_stats", "dice", "predictions",
+    stems = ["information_planes", "uplots", "kde_bounds", "mi_vs_epoch", "layer_stats", "dice", "predictions",
              "classes_coarse", "classes_kmeans"]
     assert sorted(p.name for p in paths) == sorted(f"{s}.{x}" for s in stems for x in ("png", "pdf"))
     for s in stems:
@@ -159,7 +159,7 @@ def test_report_opens_offline_in_headless_chromium(report, tmp_path):
         driver.get(Path(path).resolve().as_uri())
         assert driver.title.startswith("infoflow report")
         imgs = driver.find_elements("tag name", "img")
-        assert len(imgs) == 8
+        assert len(imgs) == 9
         loaded = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
         assert all(c and w > 0 and h > 0 for c, w, h in loaded), loaded

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rich.progress import track
+from ..progress import track
 
 from ..errors import InfoflowError, RunError
 from ..estimators._util import as_dist, to_numpy

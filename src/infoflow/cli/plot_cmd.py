@@ -46,6 +46,11 @@ def _formats(text: str) -> tuple[str, ...]:
     return fmts
 
 
+def _progress_line(line: str) -> None:
+    """Progress of `plot` and `report` (one line per figure) on stderr, so stdout keeps the results."""
+    typer.echo(line, err=True)
+
+
 @app.command("plot")
 def plot_command(
     run: Path = typer.Argument(..., help="run directory"),
@@ -62,6 +67,13 @@ def plot_command(
     fmt: str = typer.Option("png,pdf", "--format", help="file formats, comma-separated"),
     dpi: int = typer.Option(150, "--dpi", help="PNG resolution"),
     only: Optional[str] = typer.Option(None, "--only", help="only these figures, e.g. information_planes,uplots"),
+    style: str = typer.Option("tool", "--style",
+                              help="tool (titles, log epoch colours) or paper (no titles or frames, linear epoch "
+                                   "colours as the paper's Fig. 3)"),
+    epoch_scale: Optional[str] = typer.Option(None, "--epoch-scale",
+                                              help="epoch colour scale, log or linear (default: the style's)"),
+    paper_numbers: bool = typer.Option(False, "--paper-numbers",
+                                       help="number layers from 1 (1-23 as in the paper) instead of 0"),
 ) -> None:
     """Write every figure of a run (information planes, U-Plots, MI and Dice curves, masks) into RUN/figures."""
     from ..plots import plot_run
@@ -71,7 +83,9 @@ def plot_command(
     r = RunDir.open(run)
     with r.lock("plots"):
         paths, skipped = plot_run(r, out, formats=_formats(fmt), dpi=dpi, estimator=estimator, setting=setting,
-                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only), estimates=estimates)
+                                  labels=labels, uplot_epochs=_epochs(epochs), only=_only(only), estimates=estimates,
+                                  style=style, epoch_scale=epoch_scale, layer_base=1 if paper_numbers else 0,
+                                  progress=_progress_line)
     folder = paths[0].parent if paths else (out or r.figures_dir)
     typer.echo(f"{len(paths)} figure files written to {folder}")
     for stem, why in skipped.items():
@@ -115,7 +129,8 @@ def report_command(
         if quality:
             uncs = [u if u is not None else _ensure_quality(r) for r, u in zip(rs, uncs)]
         path = write_report(rs, out, title=title, estimator=estimator, setting=setting, labels=labels,
-                            only=_only(only), uncertainty=uncs, robustness=robs, estimates=estimates)
+                            only=_only(only), uncertainty=uncs, robustness=robs, estimates=estimates,
+                            progress=_progress_line)
     typer.echo(f"report written to {path}")
 
 
@@ -168,7 +183,7 @@ def finish_run(run: RunDir | str | Path, *, echo: bool = True) -> tuple[list[Pat
     from ..report import write_report
 
     r = run if isinstance(run, RunDir) else RunDir.open(run)
-    figs, skipped = make_figures(r)
+    figs, skipped = make_figures(r, progress=_progress_line if echo else None)
     r.figures_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for stem, fig in figs.items():

@@ -137,7 +137,7 @@ def train_command(
         if refused:
             raise ConfigError(f"--resume continues {resume} with its own settings; {', '.join(refused)} would "
                               "change them (only --epochs may be given, to extend the run)")
-        with _tb(tensorboard, resume) as extra:
+        with _tb(tensorboard, resume, since=_last_epoch(resume)) as extra:
             run = train(None, resume, resume=True, epochs=epochs, progress=not quiet, **extra)
         typer.echo(f"run finished: {run.path}")
         return
@@ -159,15 +159,24 @@ def train_command(
     typer.echo(f"run written to {run.path}")
 
 
+def _last_epoch(run: Path) -> int:
+    """The last epoch a run's metrics.csv holds (0 when none): what its TensorBoard events have."""
+    from ..runs import RunDir
+
+    metrics = RunDir.open(run).read_metrics()
+    return int(metrics["epoch"].max()) if not metrics.empty else 0
+
+
 @contextlib.contextmanager
-def _tb(enabled: bool, out: Path) -> Iterator[dict[str, Any]]:
-    """Extra train() arguments for --tensorboard: a logger of run ``out`` (closed afterwards)."""
+def _tb(enabled: bool, out: Path, *, since: int = 0) -> Iterator[dict[str, Any]]:
+    """Extra train() arguments for --tensorboard: a logger of run ``out`` (closed afterwards);
+    ``since``: the epoch whose Dice and loss the events already hold (a resumed run)."""
     if not enabled:
         yield {}
         return
     from ..tensorboard import TensorBoardLogger
 
-    logger = TensorBoardLogger(out)
+    logger = TensorBoardLogger(out, since=since)
     try:
         yield {"callbacks": [logger.callback]}
     finally:

@@ -58,8 +58,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
@@ -586,29 +584,17 @@ def read_dsb(
 
 
 class _progress:
-    """Context manager yielding an ``advance()`` callable: a rich progress bar, or nothing."""
+    """Context manager yielding an ``advance()`` callable (:func:`infoflow.progress.progress_bar`:
+    a rich bar on a terminal, plain lines otherwise, nothing when not enabled)."""
 
     def __init__(self, enabled: bool, description: str, total: int):
-        self.enabled, self.description, self.total = enabled, description, total
-        self._p = None
+        from ..progress import progress_bar
+
+        self._cm = progress_bar(description, total, enabled=enabled)
 
     def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        self._p = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._p.__enter__()
-        task = self._p.add_task(self.description, total=self.total)
-        p = self._p
-        return lambda: p.advance(task)
+        step = self._cm.__enter__()
+        return lambda: step()
 
     def __exit__(self, *exc) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)
+        self._cm.__exit__(*exc)

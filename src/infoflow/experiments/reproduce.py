@@ -235,7 +235,7 @@ def _sweep_figures(runs: list[RunDir], groups: Mapping[str, list[RunDir]], folde
 
     n_seeds = max(len(m) for m in groups.values())
     band = f" (median and min-max band of {n_seeds} seeds)" if n_seeds > 1 else ""
-    save("dice", lambda: dice_curves(runs, title=f"Dice, training (solid), validation (dashed){band}"))
+    save("dice", lambda: dice_curves(runs, title=f"Dice, training (solid), validation (dashed){band}", loss=True))
     first = {lab: members[0] for lab, members in groups.items() if lab in ("Model 1", "Model 2", "Model 3")}
     if first:
         save("predictions", lambda: predicted_masks(first))

@@ -111,7 +111,7 @@ def detected_layout(names: Sequence[str], merges: Sequence[Merge]) -> NetworkLay
     """The layout that merges found in a network with probe layers ``names`` make: every skip found
     (present), each skip's join its merge's op when that is "cat" or "add" (else unknown), the
     layer groups by the rule of :mod:`infoflow.network.layout`."""
-    join = {p: m.join for m in merges for p in m.pairs}
+    join = {(s, m.layer): m.pair_join(s) for m in merges for s in m.skips}
     pairs = skip_pairs(merges)
     return NetworkLayout(names=tuple(names), skip_pairs=pairs, joins=tuple(join[p] for p in pairs))
 

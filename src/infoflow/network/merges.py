@@ -61,6 +61,13 @@ class Merge:
     main: int
     op: str  # "cat", "add", "cat+add", ... ("inputs": a probe module called with several streams)
     method: str = "hooks"  # how it was found: "fx" or "hooks"
+    skip_ops: tuple[str, ...] = ()  # per skip (as :attr:`skips`), the ops of the joins it takes part in
+
+    def pair_join(self, source: int) -> str | None:
+        """Join kind of the skip from ``source``: the op of the joins it takes part in when that is
+        "cat" or "add" alone (a merge may concatenate one skip and add another), else None."""
+        ops = dict(zip(self.skips, self.skip_ops)).get(source, self.op)
+        return ops if ops in JOIN_KINDS else None
 
     @property
     def skips(self) -> tuple[int, ...]:
@@ -77,7 +84,8 @@ class Merge:
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "name": self.name, "sources": list(self.sources), "main": self.main,
-                "skips": list(self.skips), "op": self.op}
+                "skips": list(self.skips), "op": self.op,
+                "skip_joins": [self.pair_join(s) for s in self.skips]}
 
 
 def skip_pairs(merges: Iterable[Merge]) -> tuple[tuple[int, int], ...]:
@@ -164,9 +172,15 @@ class _Tags:
             src.discard(layer)
             if len(src) < 2:
                 continue
-            order = [o for o in ("cat", "add", "sub", "mul", "inputs") if o in ops]
-            out.append(Merge(layer, names[layer], tuple(sorted(src)), max(src), "+".join(order), method))
+            main = max(src)
+            skip_ops = tuple(_ops_text({j.op for j in self.joins if j.merge == layer and s in j.sources})
+                             for s in sorted(src) if s != main)
+            out.append(Merge(layer, names[layer], tuple(sorted(src)), main, _ops_text(ops), method, skip_ops))
         return out
+
+
+def _ops_text(ops: set[str]) -> str:
+    return "+".join(o for o in ("cat", "add", "sub", "mul", "inputs") if o in ops)
 
 
 def _layer_pairs(model: nn.Module, layers: Any) -> list[tuple[str, nn.Module]]:

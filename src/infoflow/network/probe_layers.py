@@ -23,6 +23,17 @@ module that runs several times per forward pass (one ``self.relu`` shared by man
 be hooked for one layer: the chain then stops before it (said in the layer's ``taken``).
 ``after_activation=False`` takes every convolution's raw output. :class:`ProbeLayer` records, per
 layer, the convolution it stands for and what is taken.
+
+Residual blocks (``after_addition=True``)
+-----------------------------------------
+A *residual block* is a submodule (run once per pass) whose output is an addition of tensors --
+``conv(x) + shortcut(x)``, optionally followed by an activation module -- where at least one
+added tensor is a probe layer's output inside the block (MONAI's ``ResidualUnit``, SegResNet's
+``ResBlock``). Its probe layer is the block's output *after the addition*: the probe layer ending
+the block's main branch (the last one computed) is replaced by the block, and a probe layer whose
+output is only the other addend (a projection conv on the shortcut) is dropped. The addition
+becomes a residual skip (join ``"add"``) of the network's layout, told apart from the U-Net's
+concatenation skips.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from typing import Any, Union
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError, ProbeError
 from .forward import _example, _Modes, _run, _tensors
@@ -179,6 +191,10 @@ class _Call:
         return self.output is t and self.version == version
 
 
+#: Tensor functions and methods that add tensors (a residual addition).
+_ADD_OPS = frozenset({"add", "add_", "__add__", "__radd__", "__iadd__"})
+
+
 @dataclass
 class _Trace:
     calls: list[_Call]  # in completion order (the root last)
@@ -186,6 +202,15 @@ class _Trace:
     counts: dict[int, int]  # id(module) -> calls in the forward pass
     root: _Call
     paths: dict[int, str]  # id(module) -> first path
+    # additions: id(result) -> (result, its version after the op, [(addend, its version before)])
+    adds: dict[int, tuple[torch.Tensor, int, list[tuple[torch.Tensor, int]]]] = field(default_factory=dict)
+
+    def addends(self, t: Any, version: int) -> list[tuple[torch.Tensor, int]]:
+        """The tensors added to give ``t`` (at ``version``), [] when an addition did not make it."""
+        rec = self.adds.get(id(t)) if isinstance(t, torch.Tensor) else None
+        if rec is None or rec[0] is not t or rec[1] != version:
+            return []
+        return rec[2]
 
 
 def _trace(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> _Trace:
@@ -196,7 +221,19 @@ def _trace(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> _Trac
     calls: list[_Call] = []
     leaves: list[_Call] = []
     counts: dict[int, int] = {}
+    adds: dict[int, tuple[torch.Tensor, int, list[tuple[torch.Tensor, int]]]] = {}
     handles = []
+
+    class Adds(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", "") not in _ADD_OPS:
+                return func(*args, **kwargs)
+            ins = [(t, _version(t)) for t in _tensors((args, kwargs))]
+            out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor) and len(ins) >= 2:
+                adds[id(out)] = (out, _version(out), ins)
+            return out
 
     def pre(module: nn.Module, a: tuple, kw: dict) -> None:
         ins = _tensors((a, kw))
@@ -221,7 +258,7 @@ def _trace(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> _Trac
         for m in model.modules():
             handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
             handles.append(m.register_forward_hook(post, with_kwargs=True))
-        with _Modes(model):
+        with _Modes(model), Adds():
             _run(model, args, kwargs, inferred)
     finally:
         for h in handles:
@@ -230,7 +267,7 @@ def _trace(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> _Trac
     if root is None:  # pragma: no cover
         raise ProbeError(f"could not trace a forward pass of {type(model).__name__}")
     # leaf calls were appended on completion; a leaf's span start equals its position
-    return _Trace(calls, leaves, counts, root, paths)
+    return _Trace(calls, leaves, counts, root, paths, adds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +318,53 @@ def _resolve(trace: _Trace, sel: _Call, after_activation: bool) -> tuple[_Call |
     return None, ""
 
 
+def _block_addends(trace: _Trace, block: _Call) -> list[tuple[torch.Tensor, int]]:
+    """The addends of the addition ``block`` itself computes as its output (directly, or followed
+    by an activation module as its last leaf call); [] when no addition in the block's own forward
+    makes its output (an enclosing container of a residual block is not one)."""
+    inside = [c for c in trace.calls if c.done < block.done and block.start <= c.start and c.end <= block.end]
+    out, version = block.output, block.version
+    if any(c.returns(out, version) for c in inside):
+        if block.end <= block.start:
+            return []
+        last = trace.leaves[block.end - 1]
+        if not (last.returns(out, version) and _chain_kind(last.module) == "activation" and last.inputs):
+            return []
+        if any(c is not last and c.returns(out, version) for c in inside):
+            return []
+        out, version = last.inputs[0], last.in_versions[0]
+        if any(c.returns(out, version) for c in inside):
+            return []
+    return trace.addends(out, version)
+
+
+def _residual_blocks(trace: _Trace, chosen: list[tuple[_Call, str, str]]) -> list[tuple[_Call, str, str]]:
+    """``chosen`` with each residual block's output (after its addition) in place of the probe
+    layer ending its main branch, and shortcut projections dropped (see the module docstring)."""
+    chosen = list(chosen)
+    for block in trace.calls:  # completion order: inner blocks first
+        if block is trace.root or block.leaf or trace.counts[id(block.module)] != 1:
+            continue
+        if not isinstance(block.output, torch.Tensor) or any(c is block for c, _, _ in chosen):
+            continue
+        addends = _block_addends(trace, block)
+        if not addends:
+            continue
+        ends = [i for i, (c, _, _) in enumerate(chosen)
+                if c.done < block.done and block.start <= c.start and c.end <= block.end
+                and any(c.returns(t, v) for t, v in addends)]
+        if not ends:
+            continue
+        main = max(ends, key=lambda i: chosen[i][0].done)
+        c, src, _ = chosen[main]
+        dropped = [chosen[i][0].path for i in ends if i != main]
+        what = f"the block's output after the addition (residual block; ends with {c.path!r}"
+        what += f", shortcut {', '.join(map(repr, dropped))} not probed)" if dropped else ")"
+        chosen[main] = (block, src, what)
+        chosen = [x for i, x in enumerate(chosen) if i == main or i not in ends]
+    return chosen
+
+
 def _selected(trace: _Trace, types: Sequence[type]) -> list[_Call]:
     return [c for c in trace.calls if c is not trace.root and isinstance(c.module, tuple(types))]
 
@@ -294,6 +378,7 @@ def describe_probe_layers(
     names: Sequence[str] | None = None,
     include_output: bool = True,
     after_activation: bool = True,
+    after_addition: bool = True,
 ) -> list[ProbeLayer]:
     """The probe layers of ``model`` with what each takes (see the module docstring).
 
@@ -305,7 +390,8 @@ def describe_probe_layers(
     last layer when no probe layer already produces it (the outermost submodule returning it that
     holds no other probe layer, else the model itself, named ``"output"``). ``example_input``: one
     small batch (tensor, array, tuple of arguments or mapping of keyword arguments); None infers
-    ``(1, C, 32, ...)`` from the first convolution.
+    ``(1, C, 32, ...)`` from the first convolution. ``after_addition``: a residual block is probed
+    at its output after the addition (see the module docstring); False keeps each conv's own layer.
     """
     args, kwargs, inferred = _example(model, example_input)
     if names is not None:
@@ -339,6 +425,8 @@ def describe_probe_layers(
             continue
         seen.add(id(hooked.module))
         chosen.append((hooked, sel.path, taken))
+    if after_addition:
+        chosen = _residual_blocks(trace, chosen)
     if include_output:
         out = _output_layer(trace, {id(c.module) for c, _, _ in chosen})
         if out is not None:
@@ -415,6 +503,7 @@ def find_probe_layers(
     names: Sequence[str] | None = None,
     include_output: bool = True,
     after_activation: bool = True,
+    after_addition: bool = True,
 ) -> list[tuple[str, nn.Module]]:
     """Probe layers of any network as ``[(name, module), ...]`` in forward execution order.
 
@@ -424,7 +513,7 @@ def find_probe_layers(
     """
     return [layer.pair for layer in describe_probe_layers(
         model, example_input, types=types, pattern=pattern, names=names, include_output=include_output,
-        after_activation=after_activation)]
+        after_activation=after_activation, after_addition=after_addition)]
 
 
 __all__ = [

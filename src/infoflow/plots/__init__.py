@@ -26,18 +26,19 @@ from matplotlib.figure import Figure
 
 from ..errors import InfoflowError, RunDamaged
 from ..runs import RunDir
-from . import _data
+from . import _data, _style
 from ._data import CODE_UPLOT_EPOCHS, Selection, select, uplot_epochs
 from ._style import png_bytes, savefig
 from .curves import default_label, dice_curves, group_runs, layer_stats, mi_vs_epoch
 from .masks import class_examples, predicted_masks
 from .planes import information_planes
 from .quality import quality_selection, uplot_intervals
-from .uplots import draw_skips, uplot, uplots
+from ._style import figure_style
+from .uplots import draw_skips, kde_bounds, uplot, uplots
 
 __all__ = [
     "CODE_UPLOT_EPOCHS", "FIGURES", "Selection", "class_examples", "default_label", "dice_curves",
-    "draw_skips", "group_runs", "information_planes", "layer_stats", "make_figures", "mi_vs_epoch",
+    "draw_skips", "figure_style", "group_runs", "information_planes", "kde_bounds", "layer_stats", "make_figures", "mi_vs_epoch",
     "plot_run", "png_bytes", "predicted_masks", "quality_selection", "savefig", "select",
     "uplot", "uplot_epochs", "uplot_intervals", "uplots",
 ]  # fmt: skip
@@ -49,9 +50,11 @@ FIGURES: tuple[tuple[str, str], ...] = (
                            "red frame: some estimate of that layer sits at its ceiling."),
     ("uplots", "U-Plots (paper Fig. 4): I(X;M_i) and I(Y;M_i) against layer index, one line per epoch; dotted: "
                "merge layers; arcs: skip connections (dashed with a cross: removed)."),
+    ("kde_bounds", "The KDE estimator's lower and upper bounds of I(X;M_i) and I(Y;M_i) as a band against "
+                   "layer index, one band per U-Plot epoch."),
     ("mi_vs_epoch", "I(X;M) and I(Y;M) of each layer against epoch (log axis), ceilings dashed."),
     ("layer_stats", "Weight norm and gradient signal-to-noise ratio of each layer against epoch."),
-    ("dice", "Dice coefficient, training (solid) and validation (dashed) (paper Fig. 5)."),
+    ("dice", "Dice coefficient, training (solid) and validation (dashed) (paper Fig. 5), and the loss beside it."),
     ("predictions", "Input, ground truth and predicted masks at several epochs (paper Fig. 6)."),
     ("classes_coarse", "Output classes by spatial coarsening: four masks per class (paper Fig. 2a)."),
     ("classes_kmeans", "Output classes by K-means: four masks per class (paper Fig. 2b)."),
@@ -61,8 +64,10 @@ FIGURES: tuple[tuple[str, str], ...] = (
 def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: str | None = None,
                  labels: str | None = None, uplot_epochs: Sequence[int] | None = None,
                  only: Sequence[str] | None = None,
-                 estimates: str | Path | None = None) -> tuple[dict[str, Figure], dict[str, str]]:
-    """Draw every figure a run's stored results allow.
+                 estimates: str | Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> tuple[dict[str, Figure], dict[str, str]]:
+    """Draw every figure a run's stored results allow, in the style active
+    (:func:`figure_style`).
 
     The MI figures draw the run's mi.csv, or the stored estimate table ``estimates`` names (its
     tag, file name or path), or, when mi.csv lacks ``setting``, the newest stored table holding it
@@ -70,6 +75,7 @@ def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: st
 
     Returns ``(figures, skipped)``: ``{stem: Figure}`` in :data:`FIGURES` order and
     ``{stem: reason}`` for figures the run cannot give (no MI table, no predictions, ...).
+    ``progress``: called with one line per figure as it is drawn ("figures: 2/9 uplots").
     """
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     sel = {"estimator": estimator, "setting": setting, "labels": labels}
@@ -84,20 +90,23 @@ def make_figures(run: RunDir | str, *, estimator: str | None = None, setting: st
     makers: dict[str, Callable[[], Figure]] = {
         "information_planes": lambda: information_planes(src, title=head, **sel),
         "uplots": lambda: uplots(src, epochs=uplot_epochs, network=net, title=head, **sel),
+        "kde_bounds": lambda: kde_bounds(src, epochs=uplot_epochs, setting=setting, labels=labels),
         "mi_vs_epoch": lambda: mi_vs_epoch(src, title=head, **sel),
         "layer_stats": lambda: layer_stats(run),
-        "dice": lambda: dice_curves([run], title=f"{_name(run)}: Dice, training (solid), validation (dashed)"),
+        "dice": lambda: dice_curves([run], title=f"{_name(run)}: Dice, training (solid), validation (dashed)",
+                                    loss=True),
         "predictions": lambda: predicted_masks(run),
         "classes_coarse": lambda: class_examples(run, "coarse"),
         "classes_kmeans": lambda: class_examples(run, "kmeans"),
     }
     figs: dict[str, Figure] = {}
     skipped: dict[str, str] = {}
-    for stem, _ in FIGURES:
-        if only is not None and stem not in only:
-            continue
+    todo = [stem for stem, _ in FIGURES if only is None or stem in only]
+    for k, stem in enumerate(todo):
+        if progress is not None:
+            progress(f"figures: {k + 1}/{len(todo)} {stem}")
         try:
-            figs[stem] = makers[stem]()
+            figs[stem] = _style.finish(makers[stem]())
         except RunDamaged:  # a damaged file is an error, never a figure quietly left out
             raise
         except InfoflowError as exc:  # RunError, missing tables: the run cannot give this figure
@@ -112,16 +121,21 @@ def _name(run: RunDir) -> str:
 
 
 def plot_run(run: RunDir | str, out_dir: str | Path | None = None, *, formats: Sequence[str] = ("png", "pdf"),
-             dpi: int = 150, **kwargs: Any) -> tuple[list[Path], dict[str, str]]:
+             dpi: int = 150, style: str = "tool", epoch_scale: str | None = None, layer_base: int = 0,
+             **kwargs: Any) -> tuple[list[Path], dict[str, str]]:
     """Write every figure of ``run`` into ``out_dir`` (default ``RUN/figures``) in ``formats``.
 
-    Returns ``(paths written, {figure: why it was skipped})``. Keyword arguments go to
-    :func:`make_figures` (estimator, setting, labels, uplot_epochs, only, estimates).
+    Returns ``(paths written, {figure: why it was skipped})``. ``style``, ``epoch_scale`` and
+    ``layer_base``: as :func:`figure_style` ("paper": no tool titles or frames, linear epoch
+    colours, ``layer_base=1`` numbers layers 1-23). PDFs embed TrueType (Type 42) fonts. Keyword
+    arguments go to :func:`make_figures` (estimator, setting, labels, uplot_epochs, only, estimates,
+    progress).
     """
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
     out.mkdir(parents=True, exist_ok=True)
-    figs, skipped = make_figures(run, **kwargs)
+    with figure_style(style, epoch_scale=epoch_scale, layer_base=layer_base):
+        figs, skipped = make_figures(run, **kwargs)
     paths: list[Path] = []
     for stem, fig in figs.items():
         paths += savefig(fig, out / stem, formats, dpi=dpi)

@@ -7,8 +7,10 @@ a caller that passes its own ``ax``/``fig`` (e.g. from pyplot) draws into that i
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,62 @@ QTY_LABEL = {"I_XM": "I(X;M) (bits)", "I_YM": "I(Y;M) (bits)"}
 QTY_COLOR = {"I_XM": "C0", "I_YM": "C1"}
 BAND_ALPHA = 0.2
 
+#: Figure styles: "tool" (titles saying what is drawn, log epoch colours) and "paper" (no titles
+#: or frames, the paper's linear epoch colour scale unless asked otherwise).
+STYLES: tuple[str, ...] = ("tool", "paper")
+_STYLE: contextvars.ContextVar[dict] = contextvars.ContextVar(
+    "infoflow_plot_style", default={"style": "tool", "epoch_scale": "log", "layer_base": 0})
+
+
+def current_style() -> dict:
+    """The active style settings: ``style``, ``epoch_scale`` ("log" or "linear"), ``layer_base``
+    (0: layers numbered from 0 as infoflow names them; 1: numbered 1-23 as in the paper)."""
+    return dict(_STYLE.get())
+
+
+@contextlib.contextmanager
+def figure_style(style: str = "tool", *, epoch_scale: str | None = None, layer_base: int = 0) -> Iterator[dict]:
+    """Draw figures in ``style`` within the block: "paper" drops the tool's figure titles and the
+    axes' top and right frame lines and colours epochs linearly (as the paper's Fig. 3) unless
+    ``epoch_scale`` says "log"; ``layer_base`` 1 numbers layers from 1 (the paper's 1-23)."""
+    from ..errors import ConfigError
+
+    if style not in STYLES:
+        raise ConfigError(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
+    scale = epoch_scale or ("linear" if style == "paper" else "log")
+    if scale not in ("log", "linear"):
+        raise ConfigError(f"the epoch colour scale is 'log' or 'linear', got {scale!r}")
+    if layer_base not in (0, 1):
+        raise ConfigError(f"layers are numbered from 0 or 1, got {layer_base!r}")
+    token = _STYLE.set({"style": style, "epoch_scale": scale, "layer_base": int(layer_base)})
+    try:
+        yield current_style()
+    finally:
+        _STYLE.reset(token)
+
+
+def layer_number(index: int) -> int:
+    """The number a figure shows for probe layer ``index`` (0-based, or 1-based in paper numbering)."""
+    return int(index) + int(_STYLE.get()["layer_base"])
+
+
+def finish(fig: Figure) -> Figure:
+    """Apply the active style to a finished figure: "paper" removes the figure title and the axes'
+    top and right frame lines (colour bars keep theirs)."""
+    if _STYLE.get()["style"] != "paper":
+        return fig
+    if fig._suptitle is not None:
+        fig._suptitle.set_text("")
+        fig._suptitle.set_visible(False)
+    for ax in fig.axes:
+        if ax.get_gid() == "epoch-colorbar" or ax.get_label() == "<colorbar>":
+            continue
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    for lg in fig.legends:
+        lg.set_frame_on(False)
+    return fig
+
 
 def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
     fig = Figure(figsize=(width, height), layout=layout)
@@ -45,14 +103,24 @@ def ensure_canvas(fig: Figure) -> Figure:
 
 
 def epoch_norm(epochs: Iterable[int]) -> mcolors.Normalize:
-    """Log colour norm whose range is exactly the logged epochs (min to max)."""
+    """Colour norm whose range is exactly the logged epochs (min to max): log, or linear in the
+    paper style (:func:`figure_style`)."""
     e = np.asarray(sorted({int(x) for x in epochs}), dtype=float)
     if e.size == 0:
         return mcolors.LogNorm(vmin=1, vmax=10)
     lo, hi = float(e.min()), float(e.max())
     if lo == hi:  # a single logged epoch: a degenerate range still needs two ends
         return mcolors.Normalize(vmin=lo - 0.5, vmax=hi + 0.5)
+    if _STYLE.get()["epoch_scale"] == "linear":
+        return mcolors.Normalize(vmin=lo, vmax=hi)
     return mcolors.LogNorm(vmin=max(lo, 1e-9), vmax=hi)
+
+
+def integer_epochs(axis) -> None:
+    """Integer tick marks on an epoch axis (a short run gets 1, 2, 3, never 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def epoch_colorbar(fig: Figure, norm: mcolors.Normalize, ax=None, *, cax=None, label: str = "epoch", **kw):
@@ -61,7 +129,9 @@ def epoch_colorbar(fig: Figure, norm: mcolors.Normalize, ax=None, *, cax=None, l
 
     sm = ScalarMappable(norm=norm, cmap=EPOCH_CMAP)
     cb = fig.colorbar(sm, ax=ax, cax=cax, **kw)
-    cb.set_label(label)
+    cb.set_label(f"{label} ({'log' if isinstance(norm, mcolors.LogNorm) else 'linear'} colour scale)")
+    if not isinstance(norm, mcolors.LogNorm):
+        integer_epochs(cb.ax.yaxis)
     if isinstance(norm, mcolors.LogNorm):
         cb.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         cb.ax.yaxis.set_major_formatter(PLAIN)
@@ -133,10 +203,13 @@ def savefig(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "pdf"), *,
     """Write ``fig`` as ``stem.<fmt>`` for each format (atomically); returns the paths."""
     from ..runs import atomic_path
 
+    import matplotlib
+
     out = []
     for fmt in formats:
         target = Path(f"{stem}.{fmt}")
-        with atomic_path(target) as tmp:
+        # TrueType (Type 42) fonts embedded whole in PDF and PostScript, as journals ask
+        with atomic_path(target) as tmp, matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
             fig.savefig(tmp, format=fmt, dpi=dpi)
         out.append(target)
     return out

@@ -34,7 +34,7 @@ def mi_vs_epoch(source: Any, *, estimator: str | None = None, setting: str | Non
     for i, (ax, layer) in enumerate(zip(axes, layers)):
         d = pts[pts["layer"] == layer].sort_values("epoch")
         ax.set_gid(f"mi-epoch-{layer}")
-        ax.set_title(f"{layer}: {d['name'].iloc[0] if len(d) else ''}", fontsize=8)
+        ax.set_title(f"{_style.layer_number(layer)}: {d['name'].iloc[0] if len(d) else ''}", fontsize=8)
         for q, ceil in (("I_XM", log2n), ("I_YM", h_y)):
             color = _style.QTY_COLOR[q]
             if n_runs > 1:
@@ -150,43 +150,60 @@ def group_runs(runs: Any, label: Callable[[RunDir], str] | None = None) -> dict[
     return out
 
 
+#: Loss columns of metrics.csv (training solid, validation dashed, as the Dice columns).
+LOSS_COLUMNS = (("loss_train", "-"), ("loss_val", "--"))
+DICE_COLUMNS = (("dice_train", "-"), ("dice_val", "--"))
+
+
 def dice_curves(runs: Any, *, label: Callable[[RunDir], str] | None = None, ax: Axes | None = None,
-                log_x: bool = False, title: str | None = None) -> Figure:
+                log_x: bool = False, title: str | None = None, loss: bool = False) -> Figure:
     """Dice on the training split (solid) and the validation split (dashed) against epoch, one
     colour per model (paper Fig. 5). Runs with the same label (seeds) are drawn as their median
-    with a min-max band."""
+    with a min-max band. ``loss``: a second panel beside it with the loss curves (same styles),
+    when the runs log a loss and no ``ax`` is given. The legend sits below the axes, never over
+    the curves; a linear epoch axis has integer ticks."""
     groups = group_runs(runs, label)
+    frames_of = {name: [f for f in (m.read_metrics() for m in members) if not f.empty]
+                 for name, members in groups.items()}
+    has_loss = any(c in f for fs in frames_of.values() for f in fs for c, _ in LOSS_COLUMNS)
     if ax is None:
-        fig = _style.new_figure(7.5, 4.5)
-        ax = fig.add_subplot()
+        fig = _style.new_figure(11.5 if loss and has_loss else 7.5, 4.8)
+        axes = fig.subplots(1, 2) if loss and has_loss else [fig.add_subplot()]
     else:
-        fig = ax.figure
-    for k, (name, members) in enumerate(groups.items()):
+        fig, axes = ax.figure, [ax]
+    panels = [(axes[0], DICE_COLUMNS, "Dice coefficient")] + (
+        [(axes[1], LOSS_COLUMNS, "loss")] if len(axes) > 1 else [])
+    for k, (name, frames) in enumerate(frames_of.items()):
         color = f"C{k % 10}"
-        frames = [m.read_metrics() for m in members]
-        frames = [f for f in frames if not f.empty]
         if not frames:
             continue
         both = pd.concat([f.assign(_run=i) for i, f in enumerate(frames)], ignore_index=True)
         g = both.groupby("epoch")
-        for col, ls in (("dice_train", "-"), ("dice_val", "--")):
-            if col not in both:  # a user's loop may log only some metrics
-                continue
-            med = g[col].median()
-            if len(frames) > 1:
-                ax.fill_between(med.index, g[col].min(), g[col].max(), color=color, alpha=_style.BAND_ALPHA,
-                                lw=0, gid=f"band-{name}-{col}")
-            ax.plot(med.index, med.values, color=color, ls=ls, lw=1.3, gid=f"{name}|{col}",
-                    label=f"{name}{f' (median of {len(frames)})' if len(frames) > 1 else ''}" if col == "dice_train" else None)
-    if log_x:
-        _style.log_epoch_axis(ax, 100)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("Dice coefficient")
-    ax.set_ylim(0, 1.0)
-    ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
+        for p, (a, cols, _) in enumerate(panels):
+            for col, ls in cols:
+                if col not in both or both[col].isna().all():  # a user's loop may log only some metrics
+                    continue
+                med = g[col].median()
+                if len(frames) > 1:
+                    a.fill_between(med.index, g[col].min(), g[col].max(), color=color, alpha=_style.BAND_ALPHA,
+                                   lw=0, gid=f"band-{name}-{col}")
+                many = f" (median of {len(frames)})" if len(frames) > 1 else ""
+                a.plot(med.index, med.values, color=color, ls=ls, lw=1.3, gid=f"{name}|{col}",
+                       label=f"{name}{many}" if p == 0 and col == "dice_train" else None)
+    for a, _, ylabel in panels:
+        if log_x:
+            _style.log_epoch_axis(a, 100)
+        else:
+            _style.integer_epochs(a.xaxis)
+        a.set_xlabel("epoch")
+        a.set_ylabel(ylabel)
+        a.grid(alpha=0.3)
+    axes[0].set_ylim(0, 1.0)
+    if len(panels) > 1:
+        axes[1].set_title("loss: training (solid), validation (dashed)", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
     handles += [Line2D([], [], color="0.3", ls="-", label="training"),
                 Line2D([], [], color="0.3", ls="--", label="validation")]
-    ax.legend(handles=handles, fontsize=8, loc="lower right")
-    ax.set_title(title or "Dice: training (solid), validation (dashed)", fontsize=10)
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
+    axes[0].set_title(title or "Dice: training (solid), validation (dashed)", fontsize=10)
     return fig

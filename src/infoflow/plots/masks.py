@@ -43,11 +43,15 @@ def prediction_inputs(run: RunDir, n: int) -> tuple[np.ndarray | None, np.ndarra
 
 def predicted_masks(runs: Any, *, epochs: Sequence[int] | None = None, n_images: int = 3,
                     threshold: float | None = 0.5, label: Callable[[RunDir], str] | None = None,
-                    fig: Figure | None = None, title: str | None = None) -> Figure:
+                    fig: Figure | None = None, title: str | None = None,
+                    models_as_rows: bool | None = None) -> Figure:
     """Input, ground truth and each run's predicted mask at chosen epochs (paper Fig. 6).
 
-    One row per validation image; columns: input, ground truth, then for each run (or each
-    ``{label: run}`` of a mapping) its prediction at each epoch. Default epochs: the paper's
+    ``models_as_rows`` (default when there are several runs; the paper's layout): for each
+    validation image one row per run (or per ``{label: run}`` of a mapping), named at its left;
+    columns: input and ground truth (in the image's first row), then the epochs. Otherwise one row
+    per validation image; columns: input, ground truth, then for each run its prediction at each
+    epoch. Default epochs: the paper's
     1,000, 2,000, 5,000, 10,000 moved to the nearest stored epoch; when the runs are shorter than
     that, up to four log-spaced stored epochs. ``threshold``: predictions are shown as masks
     (probability > threshold); None shows the probabilities.
@@ -83,6 +87,12 @@ def predicted_masks(runs: Any, *, epochs: Sequence[int] | None = None, n_images:
     n = min(int(n_images), min(p.shape[0] for p in preds.values()))
     images, masks = prediction_inputs(per_run[0][1], n)
     lead = 0 if images is None else 2
+    if models_as_rows if models_as_rows is not None else len(per_run) > 1:
+        fig = _models_as_rows(per_run, preds, images, masks, n, threshold, fig)
+        what = "probabilities" if threshold is None else f"masks (p > {threshold:g})"
+        fig.suptitle(title or f"predicted {what} of the first {n} validation images: models as rows, "
+                     "epochs as columns", fontsize=10)
+        return fig
     cols = lead + sum(len(c) for _, _, c in per_run)
     if fig is None:
         fig = _style.new_figure(1.45 * cols + 0.3, 1.5 * n + 0.9)
@@ -112,6 +122,47 @@ def predicted_masks(runs: Any, *, epochs: Sequence[int] | None = None, n_images:
         ax.set_yticks([])
     what = "probabilities" if threshold is None else f"masks (p > {threshold:g})"
     fig.suptitle(title or f"predicted {what} of the first {n} validation images", fontsize=10)
+    return fig
+
+
+def _models_as_rows(per_run, preds, images, masks, n: int, threshold: float | None, fig: Figure | None) -> Figure:
+    lead = 0 if images is None else 2
+    cols = lead + max(len(c) for _, _, c in per_run)
+    rows = n * len(per_run)
+    if fig is None:
+        fig = _style.new_figure(1.45 * cols + 0.6, 1.45 * rows + 0.9)
+    else:
+        _style.ensure_canvas(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i in range(n):
+        for k, (name, _, chosen) in enumerate(per_run):
+            r = i * len(per_run) + k
+            if images is not None:
+                if k == 0:
+                    axes[r, 0].imshow(_img(images[i]), interpolation="nearest")
+                    axes[r, 1].imshow(_img(masks[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                    if i == 0:
+                        axes[r, 0].set_title("input", fontsize=8)
+                        axes[r, 1].set_title("ground truth", fontsize=8)
+                else:
+                    axes[r, 0].set_axis_off()
+                    axes[r, 1].set_axis_off()
+            for j in range(cols - lead):
+                ax = axes[r, lead + j]
+                if j >= len(chosen):
+                    ax.set_axis_off()
+                    continue
+                e = chosen[j]
+                p = preds[(name, e)][i]
+                shown = p if threshold is None else (p > threshold).astype(np.float32)
+                ax.imshow(_img(shown), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_gid(f"pred-{name}-{e}")
+                if r == 0 or chosen != per_run[0][2]:
+                    ax.set_title(f"epoch {e}", fontsize=8)
+            axes[r, lead].set_ylabel(name, fontsize=8)
     return fig
 
 
@@ -155,5 +206,8 @@ def class_examples(source: RunDir | str | Mapping[str, Any], labels: str = "kmea
         axes[r, 0].set_ylabel(f"class {code}\n(n={int(counts[k])})", fontsize=7)
         axes[r, 0].set_gid(f"class-{code}")
     name = {"kmeans": "K-means clusters", "coarse": "spatial coarsening"}.get(labels, labels)
-    fig.suptitle(title or f"{name}: {len(classes)} classes in the probe set, {rows} largest shown", fontsize=9)
+    single = int(np.sum(counts == 1))
+    alone = f"\n{single} of them singletons (one mask each)" if single else ""
+    fig.suptitle(title or f"{name}: {len(classes)} classes in the probe set,\n{rows} most populous shown{alone}",
+                 fontsize=9)
     return fig

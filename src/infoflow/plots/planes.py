@@ -59,7 +59,10 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
         d = pts[pts["layer"] == layer].sort_values("epoch")
         ax.set_gid(f"plane-{layer}")
         name = str(d["name"].iloc[0]) if len(d) else ""
-        ax.set_title(f"{layer}: {name}", fontsize=8, loc="left")
+        at_ceiling = bool(d["ceil_x"].any()) or bool(d["ceil_y"].any())
+        # a long name is cut from the left so the red ceiling tag on the right never covers it
+        ax.set_title(panel_title(layer, name, TITLE_CHARS - (12 if at_ceiling else 0)), fontsize=8, loc="left",
+                     gid=f"plane-{layer}-title")
         if np.isfinite(log2n):
             ax.axvline(log2n, gid="ceiling-log2n", **_style.CEILING_STYLE)
         if np.isfinite(h_y):
@@ -70,6 +73,7 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
                         ecolor="0.75", elinewidth=0.6, zorder=1)
         ax.plot(d["I_XM"], d["I_YM"], color="0.55", lw=0.6, zorder=2)
         ax.scatter(d["I_XM"], d["I_YM"], c=d["epoch"], cmap=cmap, norm=norm, s=14, edgecolors="none", zorder=3)
+        _mark_stacks(ax, d)
         if ci is not None:
             _draw_intervals(ax, ci[ci["layer"] == layer], norm)
         notes = (["log2N"] if bool(d["ceil_x"].any()) else []) + (["H(Y)"] if bool(d["ceil_y"].any()) else [])
@@ -95,6 +99,30 @@ def information_planes(source: Any, *, estimator: str | None = None, setting: st
     fig.suptitle(f"{head}information planes: {sel.describe()}; dashed: log2 N = {log2n:.2f}, "
                  f"H(Y) = {h_y:.2f} bits{seeds}", fontsize=10)
     return fig
+
+
+#: Characters of a panel title (layer number and name) at the panels' width.
+TITLE_CHARS = 30
+
+
+def panel_title(layer: int, name: str, chars: int = TITLE_CHARS) -> str:
+    """"<layer number>: <name>", the name cut from the left ("...") to at most ``chars`` characters."""
+    head = f"{_style.layer_number(layer)}: "
+    room = max(chars - len(head), 4)
+    return head + (name if len(name) <= room else "\u2026" + name[-(room - 1):])
+
+
+def _mark_stacks(ax, d: pd.DataFrame) -> None:
+    """Several epochs on one point (all at a ceiling, say) would hide each other: a count
+    "x<k>" beside each point that holds more than one (``gid="stack-<k>"``)."""
+    pts = d.dropna(subset=["I_XM", "I_YM"])
+    if len(pts) < 2:
+        return
+    key = pd.DataFrame({"x": pts["I_XM"].round(3), "y": pts["I_YM"].round(3)})
+    for (x, y), grp in key.groupby(["x", "y"]):
+        if len(grp) > 1:
+            ax.annotate(f"\u00d7{len(grp)}", (x, y), xytext=(3, -3), textcoords="offset points", fontsize=6.5,
+                        ha="left", va="top", color="0.2", zorder=4, gid=f"stack-{len(grp)}")
 
 
 def _draw_intervals(ax, c: pd.DataFrame, norm) -> None:

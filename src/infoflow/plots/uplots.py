@@ -102,37 +102,75 @@ def layer_axis(ax: Axes, layers: Sequence[int], *, bottom: float, top: float, yl
     top = top if top > 0 else 1.0
     ax.set_ylim(bottom, top / DATA_FRACTION)
     ax.set_xlim(min(layers) - 0.6, max(layers) + 0.6)
-    ax.set_xticks(list(layers))
+    ax.set_xticks(list(layers), [str(_style.layer_number(i)) for i in layers])
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("layer index i")
+    ax.set_xlabel("layer index i" + (" (numbered from 1, as in the paper)" if _style.layer_number(0) else ""))
     if ylabel:
         ax.set_ylabel(ylabel)
     if network is not None:
         draw_skips(ax, network)
 
 
+#: How skips are drawn, by join kind: concatenations (the U-Net's skips) as arcs, residual
+#: additions as thin dotted arcs low in the band.
+SKIP_STYLE = {"cat": {"color": "0.15", "lw": 1.2, "ls": "-"}, "add": {"color": "0.45", "lw": 0.7, "ls": ":"}}
+
+
 def draw_skips(ax: Axes, net: NetworkLayout) -> None:
-    """Merge-layer markers and skip arcs (in the band above DATA_FRACTION of the y axis)."""
+    """Merge-layer markers and skip arcs (in the band above DATA_FRACTION of the y axis).
+
+    Concatenation skips (join "cat", or unknown) are arcs (``gid="skip-<src>-<merge>"``), solid when
+    the model has the skip, dashed grey with a cross when removed; their merge layers get dotted
+    vertical markers. Residual additions (join "add") are thin dotted arcs in the lowest part of the
+    band (``gid="residual-<src>-<merge>"``) with no merge marker; :func:`skip_legend_handles` says so.
+    """
     trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
     present = set(net.present_pairs)
-    merging = {m for _, m in net.present_pairs}
-    for m in net.merge_layers:
+    kind = {p: ("add" if net.join(p) == "add" else "cat") for p in net.skip_pairs}
+    cat_pairs = [p for p in net.skip_pairs if kind[p] == "cat"]
+    merging = {m for s, m in net.present_pairs if kind[(s, m)] == "cat"}
+    for m in sorted({m for _, m in cat_pairs}):
         on = m in merging
         ax.axvline(m, ymax=DATA_FRACTION, ls=":", lw=1.0 if on else 0.8, color="0.3" if on else "0.7", zorder=0,
                    gid=f"merge-{m}")
-    spans = sorted(net.skip_pairs, key=lambda p: p[1] - p[0])
     base = DATA_FRACTION + 0.01
     room = 0.985 - base
+    low = room * (0.3 if cat_pairs else 1.0)  # residual arcs stay below the concatenation arcs
+    for s, m in [p for p in net.skip_pairs if kind[p] == "add"]:
+        height = low * min(1.0, 0.35 + 0.15 * (m - s))
+        ax.add_patch(patches.Arc(((s + m) / 2, base), m - s, 2 * height, theta1=0, theta2=180, transform=trans,
+                                 gid=f"residual-{s}-{m}", label=f"residual addition {s}->{m}", **SKIP_STYLE["add"]))
+    spans = sorted(cat_pairs, key=lambda p: p[1] - p[0])
+    first = room * 0.35 if len(spans) < len(net.skip_pairs) else 0.0
     for k, (s, m) in enumerate(spans):
-        height = room * (k + 1) / max(len(spans), 1)
+        height = first + (room - first) * (k + 1) / max(len(spans), 1)
         on = (s, m) in present
+        style = SKIP_STYLE["cat"] if on else {"color": "0.6", "lw": 1.0, "ls": "--"}
         arc = patches.Arc(((s + m) / 2, base), m - s, 2 * height, theta1=0, theta2=180, transform=trans,
-                          color="0.15" if on else "0.6", lw=1.2 if on else 1.0, ls="-" if on else "--",
-                          gid=f"skip-{s}-{m}", label=f"skip {s}->{m}" + ("" if on else " (removed)"))
+                          gid=f"skip-{s}-{m}", label=f"skip {s}->{m}" + ("" if on else " (removed)"), **style)
         ax.add_patch(arc)
         if not on:
             ax.text((s + m) / 2, base + height, "x", transform=trans, ha="center", va="center", fontsize=9,
                     color="#c0392b", fontweight="bold", gid=f"skip-{s}-{m}-removed")
+
+
+def skip_legend_handles(net: NetworkLayout | None) -> list[Any]:
+    """Legend entries for the skip arcs :func:`draw_skips` draws: "concatenation skip" (and
+    "removed skip", "residual addition") for the kinds ``net`` has."""
+    from matplotlib.lines import Line2D
+
+    if net is None or not net.skip_pairs:
+        return []
+    adds = [p for p in net.skip_pairs if net.join(p) == "add"]
+    cats = [p for p in net.skip_pairs if net.join(p) != "add"]
+    out = []
+    if cats:
+        out.append(Line2D([], [], label="arc: concatenation skip", **SKIP_STYLE["cat"]))
+    if set(cats) - set(net.present_pairs):
+        out.append(Line2D([], [], color="0.6", lw=1.0, ls="--", label="removed skip"))
+    if adds:
+        out.append(Line2D([], [], label="dotted arc: residual addition", **SKIP_STYLE["add"]))
+    return out
 
 
 def uplots(source: Any, *, epochs: Sequence[int] | None = None, estimator: str | None = None,
@@ -153,8 +191,10 @@ def uplots(source: Any, *, epochs: Sequence[int] | None = None, estimator: str |
     pts, _, _ = _data.planes(source, estimator, setting, labels)
     _style.epoch_colorbar(fig, _style.epoch_norm(pts["epoch"].unique()), [ax_x, ax_y])
     handles, lab = ax_y.get_legend_handles_labels()
-    ax_y.legend([h for h, t in zip(handles, lab) if t.startswith("epoch")],
-                [t for t in lab if t.startswith("epoch")], fontsize=7, loc="best", ncols=2)
+    handles = [h for h, t in zip(handles, lab) if t.startswith("epoch")]
+    handles += skip_legend_handles(_data.network_of(source, network))
+    # below the axes, never over the data
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=7, frameon=False)
     head = title or (f"{_data.run_name(r)}: " if (r := _first(source)) is not None else "")
     fig.suptitle(f"{head}U-Plots", fontsize=10)
     return fig
@@ -162,3 +202,57 @@ def uplots(source: Any, *, epochs: Sequence[int] | None = None, estimator: str |
 
 def _first(source: Any):
     return None if isinstance(source, pd.DataFrame) else _data.first_run(source)
+
+
+def kde_bounds(source: Any, *, epochs: Sequence[int] | None = None, setting: str | None = None,
+               labels: str | None = None, network: NetworkLayout | None = None, fig: Figure | None = None,
+               title: str | None = None) -> Figure:
+    """The KDE estimator's lower and upper bounds (``kde_lower`` and ``kde_upper`` rows of the
+    MI table, one kernel width) as a band against layer index, one band per selected epoch (as
+    :func:`uplot`'s epochs), I(X;M_i) left and I(Y;M_i) right; the upper bound is the line
+    (``gid="upper-<epoch>"``), the band reaches down to the lower bound (``gid="bounds-<epoch>"``)."""
+    mi = _data.mi_table(_data.as_list(source)[0])
+    upper = _data.select(mi, "kde_upper", setting, labels)
+    lower = _data.select(mi, "kde_lower", upper.setting, upper.labels)
+    hi, lo = _data.plane_table(mi, upper), _data.plane_table(mi, lower)
+    both = pd.merge(hi, lo[["epoch", "layer", "I_XM", "I_YM"]], on=["epoch", "layer"], suffixes=("", "_lower"))
+    net = _data.network_of(source, network)
+    chosen = _data.uplot_epochs(both["epoch"].unique(), epochs)
+    norm = _style.epoch_norm(both["epoch"].unique())
+    cmap = __import__("matplotlib").colormaps[_style.EPOCH_CMAP]
+    if fig is None:
+        fig = _style.new_figure(13.0, 4.4)
+    else:
+        _style.ensure_canvas(fig)
+    axes = fig.subplots(1, 2)
+    for ax, q in zip(axes, ("I_XM", "I_YM")):
+        top = 0.0
+        for e in chosen:
+            d = both[both["epoch"] == e].sort_values("layer")
+            color = cmap(norm(e))
+            ax.fill_between(d["layer"], d[f"{q}_lower"], d[q], color=color, alpha=0.3, lw=0, gid=f"bounds-{e}")
+            ax.plot(d["layer"], d[q], color=color, lw=1.2, marker="o", ms=2.5, label=f"epoch {e}", gid=f"upper-{e}")
+            ax.plot(d["layer"], d[f"{q}_lower"], color=color, lw=0.8, ls="--", gid=f"lower-{e}")
+            top = max(top, float(np.nanmax(d[q])) if len(d) else 0.0)
+        ceiling = float(np.nanmax(both["log2n"])) if q == "I_XM" else (
+            float(np.nanmax(both["h_y"])) if both["h_y"].notna().any() else np.nan)
+        if np.isfinite(ceiling):
+            draw_ceiling(ax, ceiling, "log2 N" if q == "I_XM" else "H(Y)")
+            top = max(top, ceiling)
+        bottom = min(0.0, float(np.nanmin(both[f"{q}_lower"])))
+        layer_axis(ax, sorted(both["layer"].unique()), bottom=bottom, top=top,
+                   ylabel=_style.QTY_LABEL[q].replace("M)", "M_i)"), network=net)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles = [h for h, t in zip(handles, labels) if t.startswith("epoch")]
+    handles += [Line2D([], [], color="0.3", lw=1.2, label="upper bound (kde_upper)"),
+                Line2D([], [], color="0.3", lw=0.8, ls="--", label="lower bound (kde_lower)"),
+                Patch(color="0.3", alpha=0.3, label="between the bounds")] + skip_legend_handles(net)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=7, frameon=False)
+    _style.epoch_colorbar(fig, norm, list(axes))
+    head = title or (f"{_data.run_name(r)}: " if (r := _first(source)) is not None else "")
+    fig.suptitle(f"{head}KDE bounds of MI ({upper.setting}, Y: {upper.labels}): lower to upper as a band",
+                 fontsize=10)
+    return fig

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import track
+from ..progress import track
 from torch import nn
 
 from ..config import MIConfig
