@@ -21,7 +21,7 @@ def _table(names, epochs=(1, 2, 3), *, value=None, ceiling=False) -> pd.DataFram
             for est in ("kde_upper", "kde_lower"):
                 for q in ("I_XM", "I_YM"):
                     v = float(rng.uniform(0.5, 3)) if value is None else value
-                    rows.append({"epoch": e, "layer": i, "name": n, "estimator": est, "setting": "noise_var=0.2",
+                    rows.append({"epoch": e, "layer": i, "name": n, "estimator": est, "setting": "fixed:0.2",
                                  "labels": "kmeans", "quantity": q, "value": v - (0.3 if est == "kde_lower" else 0),
                                  "n": 64, "d": 10, "log2n": 6.0, "h_y": 3.5, "at_ceiling": ceiling})
     return pd.DataFrame(rows)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _lines import error_lines
+
 from infoflow.cli import main
 
 TINY = ["--data", "synthetic", "--size", "32", "--width", "2", "--epochs", "2", "--batch", "8", "--schedule", "all",
@@ -96,7 +98,7 @@ def test_malicious_pickles_never_run(done, tmp_path, capsys, rel, plant, argv):
     err = capsys.readouterr().err
     assert not sentinel.exists(), "the pickle ran"
     assert code == 2 and Path(rel).name in err and "is damaged" in err, (code, err)
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and len(error_lines(err)) == 1, err
 
 
 # -- the report escapes hostile strings ----------------------------------------------------------------

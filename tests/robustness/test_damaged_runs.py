@@ -3,12 +3,13 @@ naming it (exit status 2, no traceback), writes nothing, and leaves the other re
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _lines import error_lines
 
 from infoflow.cli import main
 
@@ -101,7 +102,7 @@ def test_damaged_file_is_named_in_one_line_and_nothing_is_written(done, tmp_path
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
     # progress lines ("figures: 2/9 uplots", "re-estimating: 1/2") come before; the error is one line
-    err = "\n".join(ln for ln in err.strip().splitlines() if not re.match(r"^[\w -]+: \d+/\d+\b", ln))
+    err = "\n".join(error_lines(err))
     if name in READS[command]:
         assert code == 2, (code, err)
         assert name in err and len(err.strip().splitlines()) == 1, err

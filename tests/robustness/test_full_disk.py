@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from _lines import error_lines
+
 from infoflow.cli import main
 from infoflow.runs import RunDir
 
@@ -51,10 +53,10 @@ CASES = [
      ["train", "--resume", "{run}", "--epochs", "3", "--quiet"]),
     ("resume: mi.csv", ["train", "--resume", "{run}", "--epochs", "3", "--quiet"], 60_000, "mi.csv",
      ["train", "--resume", "{run}", "--epochs", "3", "--quiet"]),
-    ("estimate: lock file", ["estimate", "{run}", "--noise-var", "1.0", "--quiet"], 0, ".lock",
-     ["estimate", "{run}", "--noise-var", "1.0", "--quiet"]),
-    ("estimate: table", ["estimate", "{run}", "--noise-var", "1.0", "--quiet"], 20_000,
-     "estimates/mi-s2-1_kmeans-coarse_k4.csv", ["estimate", "{run}", "--noise-var", "1.0", "--quiet"]),
+    ("estimate: lock file", ["estimate", "{run}", "--kernel", "fixed:1.0", "--quiet"], 0, ".lock",
+     ["estimate", "{run}", "--kernel", "fixed:1.0", "--quiet"]),
+    ("estimate: table", ["estimate", "{run}", "--kernel", "fixed:1.0", "--quiet"], 20_000,
+     "estimates/mi-fixed1_kmeans-coarse_k4.csv", ["estimate", "{run}", "--kernel", "fixed:1.0", "--quiet"]),
     ("plot: figure", ["plot", "{run}", "--only", "dice", "--format", "png"], 5000, "figures/dice.png",
      ["plot", "{run}", "--only", "dice", "--format", "png"]),
     ("report", ["report", "{run}"], 5000, "report.html", ["report", "{run}"]),
@@ -82,7 +84,7 @@ def test_full_disk_names_the_file_and_keeps_earlier_results(done, tmp_path, case
                          timeout=300)
     err = out.stderr.strip()
     assert out.returncode == 2, (out.returncode, err)
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and len(error_lines(err)) == 1, err
     assert f"cannot write {target / named}: File too large (EFBIG)" in err, err
     after = _files(target)
     assert not [p for p in after if p.name.endswith(".tmp")], "a temporary file was left"
