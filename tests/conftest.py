@@ -1,4 +1,6 @@
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,3 +34,40 @@ def run(tmp_path_factory, helper):
 def unc(run, helper):
     """A real uncertainty table of the small run's last epoch (kernels fixed:0.2, rel:0.1, rel:1, silverman)."""
     return helper.real_uncertainty(run)
+
+
+#: Debian's chromium-driver (`make browser` installs it with chromium; a test never does).
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser():
+    """:func:`open_in_chromium`, for tests."""
+    return open_in_chromium
+
+
+def open_in_chromium(path: Path) -> dict:
+    """Open an HTML file in the machine's headless Chromium (Debian's chromium and chromium-driver;
+    `make browser` installs them, a test never does): its title, each image's (complete, width,
+    height) and the console's errors. Skips when Chromium is not installed."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not (shutil.which("chromium") and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("Chromium and ChromeDriver are not installed: run `make browser` (Debian's chromium and "
+                    "chromium-driver) for the browser test")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-extensions", "--no-first-run", "--disable-background-networking"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    try:
+        driver.get(Path(path).resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        return {"title": driver.title, "images": images, "errors": errors}
+    finally:
+        driver.quit()

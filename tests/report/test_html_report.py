@@ -2,10 +2,8 @@
 
 import base64
 import html
-import os
 import re
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +12,6 @@ from infoflow.cli import main
 from infoflow.report import ceiling_warnings, data_facts, final_estimates, render_report, write_report
 from infoflow.runs import RunDir
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -132,41 +129,14 @@ def test_finish_run_writes_figures_and_report(run, tmp_path, capsys):
     assert "figures written to" in (r.path / "run.log").read_text()
 
 
-def _chromium():
-    """The machine's Chromium and ChromeDriver (Debian's packages; `make browser` installs them:
-    a test never installs software)."""
-    if not (shutil.which("chromium") and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("Chromium and ChromeDriver are not installed: run `make browser` (Debian's chromium and "
-                    "chromium-driver) for the browser test")
-    return shutil.which("chromium")
-
-
-def test_report_opens_offline_in_headless_chromium(report, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    binary = _chromium()
+def test_report_opens_offline_in_headless_chromium(report, tmp_path, browser):
     path = tmp_path / "report.html"
     path.write_text(report, encoding="utf-8")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-extensions", "--no-first-run", "--disable-background-networking"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    try:
-        driver.get(Path(path).resolve().as_uri())
-        assert driver.title.startswith("infoflow report")
-        imgs = driver.find_elements("tag name", "img")
-        assert len(imgs) == 9
-        loaded = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
-        assert all(c and w > 0 and h > 0 for c, w, h in loaded), loaded
-        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-        assert errors == []
-    finally:
-        driver.quit()
+    seen = browser(path)
+    assert seen["title"].startswith("infoflow report")
+    assert len(seen["images"]) == 9
+    assert all(c and w > 0 and h > 0 for c, w, h in seen["images"]), seen["images"]
+    assert seen["errors"] == []
 
 
 # -- estimate quality and robustness of the claims -------------------------------------------------

@@ -1,16 +1,14 @@
-"""Shared pieces of the end-to-end route tests (issue 15): the documented data, a headless browser."""
+"""Shared pieces of the end-to-end route tests (issue 15): the documented data (the headless browser:
+``browser`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DSB = ROOT / ".." / "shared" / "data" / "dsb2018"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session")
@@ -23,36 +21,3 @@ def dsb_tiny(tmp_path_factory):
 
     cache = tmp_path_factory.mktemp("dsb-cache")
     return load_splits(DataConfig(source=str(DSB), size=32, limit=24, cache_dir=str(cache)), progress=False)
-
-
-@pytest.fixture
-def browser():
-    """:func:`open_in_chromium`, for tests."""
-    return open_in_chromium
-
-
-def open_in_chromium(path: Path) -> dict:
-    """Open an HTML file in the machine's headless Chromium (Debian's chromium and chromium-driver;
-    `make browser` installs them, a test never does): its title, each image's (complete, width,
-    height) and the console's errors. Skips when Chromium is not installed."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which("chromium") and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("Chromium and ChromeDriver are not installed: run `make browser` (Debian's chromium and "
-                    "chromium-driver) for the browser test")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-extensions", "--no-first-run", "--disable-background-networking"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    try:
-        driver.get(Path(path).resolve().as_uri())
-        images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
-        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-        return {"title": driver.title, "images": images, "errors": errors}
-    finally:
-        driver.quit()
