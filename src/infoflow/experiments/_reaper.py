@@ -77,15 +77,17 @@ def reap(session: str, folder: str | os.PathLike[str] | None = None, *, timeout_
     remove its temp ``folder``. Returns the processes found."""
     found: set[int] = set()
     end = time.monotonic() + timeout_s
-    while True:
+    clear = 0  # consecutive polls that found none: a process of the session may be forking as it is killed
+    while clear < 2 and time.monotonic() <= end:
         left = processes(session=session, cmdline=str(folder) if folder else None)
-        if not left or time.monotonic() > end:
-            break
+        clear = 0 if left else clear + 1
         found.update(left)
         kill_processes(left)
         time.sleep(0.1)
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
+    while folder and os.path.exists(folder) and time.monotonic() <= end:
+        shutil.rmtree(folder, ignore_errors=True)  # dying processes may still write into it: again until gone
+        if os.path.exists(folder):
+            time.sleep(0.1)
     return sorted(found)
 
 
