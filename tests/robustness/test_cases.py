@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _lines import error_lines
+from _common import TINY, error_lines
 
 from infoflow.cli import main
-
-TINY = ["--data", "synthetic", "--size", "32", "--width", "2", "--epochs", "2", "--batch", "8", "--schedule", "all",
-        "--set", "data.n_synthetic=24", "--set", "mi.kmeans_k=4", "--set", 'mi.estimators=["kde"]', "--quiet"]
 
 
 @pytest.fixture(scope="module")

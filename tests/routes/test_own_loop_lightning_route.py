@@ -40,10 +40,10 @@ def _check_in_browser(browser, run: Path, n_images: int) -> None:
     assert len(seen["images"]) == n_images and all(c and w > 0 and h > 0 for c, w, h in seen["images"])
 
 
-def test_own_loop_with_basicunet_then_report(dsb_tiny, tmp_path: Path, capsys, browser) -> None:
+def test_own_loop_with_basicunet_then_report(dsb_small, tmp_path: Path, capsys, browser) -> None:
     from infoflow.api import Tracker
 
-    tr, te = dsb_tiny.train, dsb_tiny.test
+    tr, te = dsb_small.train, dsb_small.test
     torch.manual_seed(0)
     model = monai_nets.BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=FEATURES)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -109,13 +109,13 @@ def _dict_loader(part, batch_size=8):
     return DataLoader(Dataset(data), batch_size=batch_size, shuffle=False)
 
 
-def test_lightning_callback_one_naming_scheme_and_the_trainers_logger(dsb_tiny, tmp_path: Path, capsys,
+def test_lightning_callback_one_naming_scheme_and_the_trainers_logger(dsb_small, tmp_path: Path, capsys,
                                                                        browser) -> None:
     from lightning.pytorch.loggers import CSVLogger
 
     from infoflow.integrations.lightning import InfoflowCallback
 
-    tr, te = dsb_tiny.train, dsb_tiny.test
+    tr, te = dsb_small.train, dsb_small.test
     out = tmp_path / "lit"
     probe = _dict_loader(tr, batch_size=5)  # 16 samples in batches of 5: the probe set from the user's loader
     probe.dataset.data = probe.dataset.data[:16]

@@ -7,7 +7,7 @@ lives (:func:`model_device`, also used by the probe and the trackers).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -92,6 +92,23 @@ class _Modes:
         torch.set_grad_enabled(self.grad)
         for m, mode in self.saved:
             m.training = mode
+
+
+def _run_hooked(model: nn.Module, modules: Iterable[nn.Module], pre: Callable, post: Callable, mode: Any,
+                args: tuple, kwargs: dict, inferred: bool) -> None:
+    """One forward pass of ``model`` (in eval mode, :class:`_Modes`) with ``pre`` and ``post``
+    forward hooks (with kwargs) on ``modules`` and the torch function ``mode`` active; the hooks
+    are removed whatever happens."""
+    handles = []
+    try:
+        for m in modules:
+            handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(m.register_forward_hook(post, with_kwargs=True))
+        with _Modes(model), mode:
+            _run(model, args, kwargs, inferred)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> Any:

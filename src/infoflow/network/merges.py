@@ -32,7 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError, ProbeError
-from .forward import _example, _Modes, _run, _tensors
+from .forward import _example, _Modes, _run_hooked, _tensors
 from .layout import JOIN_KINDS
 from .probe_layers import find_probe_layers, resolve_layers
 
@@ -265,16 +265,7 @@ def _merges_hooks(model: nn.Module, args: tuple, kwargs: dict, inferred: bool,
         for t in outs:
             put(t, (frozenset({k}), _EMPTY))
 
-    handles = []
-    try:
-        for m in {id(m): m for _, m in pairs}.values():
-            handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
-            handles.append(m.register_forward_hook(post, with_kwargs=True))
-        with _Modes(model), Mode():
-            _run(model, args, kwargs, inferred)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(model, {id(m): m for _, m in pairs}.values(), pre, post, Mode(), args, kwargs, inferred)
     return tags.merges(names, "hooks")
 
 

@@ -49,7 +49,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError, ProbeError
-from .forward import _example, _Modes, _run, _tensors
+from .forward import _example, _run_hooked, _tensors
 
 #: Module types probed by default: convolutions and transposed convolutions of 1, 2 and 3 dims.
 CONV_TYPES: tuple[type[nn.Module], ...] = (
@@ -222,7 +222,6 @@ def _trace(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> _Trac
     leaves: list[_Call] = []
     counts: dict[int, int] = {}
     adds: dict[int, tuple[torch.Tensor, int, list[tuple[torch.Tensor, int]]]] = {}
-    handles = []
 
     class Adds(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
@@ -254,15 +253,7 @@ def _trace(model: nn.Module, args: tuple, kwargs: dict, inferred: bool) -> _Trac
         calls.append(c)
         counts[id(module)] = counts.get(id(module), 0) + 1
 
-    try:
-        for m in model.modules():
-            handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
-            handles.append(m.register_forward_hook(post, with_kwargs=True))
-        with _Modes(model), Adds():
-            _run(model, args, kwargs, inferred)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(model, model.modules(), pre, post, Adds(), args, kwargs, inferred)
     root = calls[-1] if calls and calls[-1].module is model else None
     if root is None:  # pragma: no cover
         raise ProbeError(f"could not trace a forward pass of {type(model).__name__}")

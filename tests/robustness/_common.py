@@ -1,4 +1,4 @@
-"""Shared by the robustness tests: the error lines a command printed on stderr."""
+"""Shared by the robustness tests: the tiny run they damage, and the error lines a command printed."""
 
 from __future__ import annotations
 
@@ -13,3 +13,8 @@ def error_lines(err: str) -> list[str]:
         if ln.startswith("error:") or head.endswith(("Error", "Locked", "Damaged", "Full")) or "Traceback" in ln:
             out.append(ln)
     return out
+
+
+#: A run small enough to train in seconds: every logged epoch, K-means K = 4, KDE only.
+TINY = ["--data", "synthetic", "--size", "32", "--width", "2", "--epochs", "2", "--batch", "8", "--schedule", "all",
+        "--set", "data.n_synthetic=24", "--set", "mi.kmeans_k=4", "--set", 'mi.estimators=["kde"]', "--quiet"]
